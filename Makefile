@@ -1,0 +1,34 @@
+# make demo · make test · make bench — each creates .venv and installs xbench into it when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.xbench-installed
+DEMO_OUT ?= demo
+
+.PHONY: demo test bench browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the shipped data: paired LeNet training on mnist10k (SGD vs Bort-S).
+demo: $(STAMP)
+	$(BIN)/xbench train --model lenet --data mnist10k --opt sgd,bort-s --seeds 0 --epochs 40 --out $(DEMO_OUT)/checkpoints
+
+# Headless Chromium + driver for the leaderboard rendering test (Debian packages), installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { echo "installing chromium and chromium-driver (Debian)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null \
+	    || echo "could not install chromium; the browser test will fail"; }
+
+test: $(STAMP) browser
+	XBENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bort_overhead.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

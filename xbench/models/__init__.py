@@ -1,0 +1,33 @@
+"""Models: ``create_model("lenet", in_shape=(1, 28, 28), num_classes=10)``; each names its feature layer."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import XbenchError
+from .base import CHAIN_LAYERS, MODELS, ChainModel
+from . import acnn, lenet, mlp, tv  # noqa: F401  (registers the models)
+
+
+def create_model(name: str, in_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
+                 **kwargs) -> nn.Module:
+    """Build a registered model for inputs shaped ``in_shape`` (C, H, W); extra kwargs go to the model (width=...)."""
+    c, h, w = in_shape
+    try:
+        return MODELS.create(name, in_channels=c, in_size=h, num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise XbenchError(f"model {name!r}: {err}") from err
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return MODELS.list(pattern)
+
+
+def feature_layer(model: nn.Module) -> str:
+    """The name of the model's feature layer, or a clear error when it has none."""
+    name = getattr(model, "feature_layer", "")
+    if not name:
+        raise XbenchError(f"{type(model).__name__} names no feature layer; pass layer=... explicitly")
+    return name
+
+
+__all__ = ["MODELS", "ChainModel", "CHAIN_LAYERS", "create_model", "list_models", "feature_layer"]

@@ -1,0 +1,271 @@
+"""Paired training: one run per optimizer and seed; twins share seed, initial weights and data order.
+
+    from xbench.train import train
+    runs = train(model="lenet", data="mnist10k", opt="sgd,bort-s", seeds=[0, 1, 2], epochs=40)
+
+Defaults are the Bort paper's Table 1 recipe for MNIST/CIFAR: lr 0.01, no schedule, 40 epochs, batch 256, no
+augmentation, weight decay 0.01, λ 0.1, momentum 0. Every run lives in ``<out>/<run_id>/`` with ``config.json``,
+``model.pt`` (the checkpoint, saved atomically after every epoch) and ``train_log.csv``. Re-running the same command
+resumes each run from its last complete epoch; a finished run is skipped.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
+from .data import DATASETS, Dataset, create_dataset
+from .errors import XbenchError
+from .fileio import atomic_write_json, atomic_write_text, check_writable
+from .layers import mean_orthogonality_error
+from .models import MODELS, create_model
+from .optim import MODES, OPTIMIZERS, check_amplitude, create_optimizer, is_bort
+
+LOG_COLUMNS = ["epoch", "loss", "train_acc", "heldout_acc", "ortho_error", "seconds"]
+OPTIMIZER_FIELDS = ("opt", "bort_lambda", "bort_mode", "bort_amplitude")  # what may differ inside a pair
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. ``epochs`` is not part of its identity, so a run can be extended."""
+
+    model: str = "lenet"
+    data: str = "mnist10k"
+    opt: str = "sgd"
+    seed: int = 0
+    epochs: int = 40
+    lr: float = 0.01
+    batch_size: int = 256
+    weight_decay: float = 0.01
+    momentum: float = 0.0
+    bort_lambda: float = 0.1
+    bort_mode: str = "l2"
+    bort_amplitude: float | str = 1.0
+    dbort: list[float] | None = None  # [λ_D, β]; None = off
+    model_kwargs: dict = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d.pop("epochs")
+        if not is_bort(self.opt):  # Bort settings do not change a plain run
+            for k in OPTIMIZER_FIELDS[1:]:
+                d.pop(k)
+        return d
+
+    @property
+    def run_id(self) -> str:
+        name = f"{self.model}-{self.data}-{self.opt}-s{self.seed}"
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{_digest(self.identity())}"
+
+    @property
+    def pair_id(self) -> str:
+        """Twins (same everything but the optimizer fields) share this id."""
+        d = asdict(self)
+        for k in ("epochs", *OPTIMIZER_FIELDS):
+            d.pop(k)
+        return _digest(d)
+
+    def validate(self) -> None:
+        """Raise XbenchError for anything a user could have mistyped, before any file is written."""
+        MODELS.get(self.model)
+        DATASETS.get(self.data)
+        OPTIMIZERS.get(self.opt)
+        for name, value, ok in [("epochs", self.epochs, self.epochs >= 1), ("lr", self.lr, self.lr > 0),
+                                ("batch size", self.batch_size, self.batch_size >= 1),
+                                ("weight decay", self.weight_decay, self.weight_decay >= 0),
+                                ("momentum", self.momentum, 0 <= self.momentum < 1),
+                                ("bort lambda", self.bort_lambda, self.bort_lambda >= 0),
+                                ("seed", self.seed, self.seed >= 0)]:
+            if not ok:
+                raise XbenchError(f"{name} {value!r} is out of range")
+        if self.bort_mode not in MODES:
+            raise XbenchError(f"bort mode must be one of {', '.join(MODES)}, not {self.bort_mode!r}")
+        try:
+            self.bort_amplitude = check_amplitude(self.bort_amplitude)
+        except ValueError as err:
+            raise XbenchError(str(err)) from None
+        if self.dbort is not None and (len(self.dbort) != 2 or self.dbort[0] < 0):
+            raise XbenchError(f"dbort takes λ_D[,β] with λ_D >= 0, not {self.dbort!r}")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise XbenchError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XbenchError("--device cuda was asked for but no CUDA device is available")
+    return dev
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The shuffled example order of one epoch: a pure function of (seed, epoch), so twins and resumed runs agree."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def dbort_loss(logits: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
+    """DBort's auxiliary term −λ_D·(mean(logits²))^β (public code: λ_D = 0.001, β = 0.1)."""
+    return -lam * logits.square().mean().pow(beta)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: Dataset, which: str, device: torch.device, batch_size: int = 512) -> float:
+    model.eval()
+    split = data.split(which)
+    correct = 0
+    for x, y in data.batches(which, torch.arange(len(split)), batch_size, device):
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(1, len(split))
+
+
+def build(config: TrainConfig, data: Dataset, device: torch.device):
+    """Model (seeded initial weights) and optimizer of a run."""
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, data.shape, data.num_classes, **config.model_kwargs).to(device)
+    opt = create_optimizer(config.opt, model, lr=config.lr, weight_decay=config.weight_decay,
+                           momentum=config.momentum, bort_lambda=config.bort_lambda, bort_mode=config.bort_mode,
+                           bort_amplitude=config.bort_amplitude)
+    return model, opt
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _write_log(run_dir: Path, log: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(log)
+    atomic_write_text(run_dir / "train_log.csv", buf.getvalue())
+
+
+def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints", device: torch.device | str = "cpu",
+              progress: bool | None = None) -> dict:
+    """Train (or resume, or skip if finished) one run; returns its summary."""
+    device = torch.device(device)
+    run_dir = Path(out) / config.run_id
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    model, opt = build(config, data, device)
+    meta = {"run_id": config.run_id, "pair_id": config.pair_id, **asdict(config), "data_info": data.info(),
+            "init_sha256": _state_digest(model), "feature_layer": getattr(model, "feature_layer", ""),
+            "xbench_version": __version__, "torch_version": torch.__version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    start, log = 0, []
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        restore_rng(state)
+        start, log = state["epoch"], state["log"]
+        meta = {**state["config"], "epochs": config.epochs}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", meta)
+
+    n = len(data.train)
+    steps = (n + config.batch_size - 1) // config.batch_size
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        total_loss, correct = 0.0, 0
+        bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=None if progress is None else not progress, file=sys.stderr)
+        for x, y in data.batches("train", epoch_order(config.seed, epoch, n), config.batch_size, device):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if config.dbort is not None:
+                loss = loss + dbort_loss(logits, *config.dbort)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            bar.update()
+        bar.close()
+        log.append({"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n,
+                    "heldout_acc": accuracy(model, data, "heldout", device),
+                    "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})
+        save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log)
+        _write_log(run_dir, log)
+    if start >= config.epochs and log:
+        _write_log(run_dir, log)
+    last = log[-1] if log else {}
+    return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "seed": config.seed,
+            "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
+            "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
+            "resumed_from": start}
+
+
+def _as_list(value: str | int | Iterable) -> list:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, int):
+        return [value]
+    return list(value)
+
+
+def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
+          seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
+          data_root: str | None = None, download: bool = False, progress: bool | None = None,
+          **settings: Any) -> list[dict]:
+    """Train every optimizer × seed; runs of one seed form a pair. ``settings`` are TrainConfig fields."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(settings) - known
+    if unknown:
+        raise XbenchError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+    opts = OPTIMIZERS.resolve(opt)
+    try:
+        seed_list = [int(s) for s in _as_list(seeds)]
+    except ValueError:
+        raise XbenchError(f"seeds must be integers, not {seeds!r}") from None
+    if not seed_list:
+        raise XbenchError("no seeds given")
+    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, **settings) for s in seed_list for o in opts]
+    for c in configs:
+        c.validate()
+    try:
+        check_writable(out)
+    except PermissionError as err:
+        raise XbenchError(str(err)) from None
+    dev = resolve_device(device)
+    dataset = create_dataset(data, root=data_root, download=download)
+    build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
+    return [train_run(c, dataset, out, dev, progress) for c in configs]
+
+
+def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str | None = None):
+    """(model in eval mode on device, dataset, config) of a trained run folder."""
+    from .checkpoints import find_checkpoint
+
+    state = load_checkpoint(find_checkpoint(run), map_location=device)
+    cfg = state["config"]
+    dataset = create_dataset(cfg["data"], root=data_root)
+    model = create_model(cfg["model"], dataset.shape, dataset.num_classes, **cfg.get("model_kwargs", {}))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    cfg = {**cfg, "epochs_done": state["epoch"]}
+    return model, dataset, cfg
