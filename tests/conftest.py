@@ -65,12 +65,12 @@ def write_image_folder(root: Path, classes=("cat", "dog"), n_per_class: int = 3,
             Image.fromarray(arr).save(root / c / f"{i}.png")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One trained lenet pair on fake data (2 epochs): (out folder, [summary, summary])."""
+    """A lenet pair trained briefly on mnist10k (2 epochs, batch 64, momentum): (out folder, [sgd, bort-s])."""
     from xbench.train import train
 
     out = tmp_path_factory.mktemp("ckpt")
-    runs = train(model="lenet", data="fake", opt="sgd,bort-s", seeds=[0], epochs=2, out=out, progress=False,
-                 batch_size=64)
+    runs = train(model="lenet", data="mnist10k", opt="sgd,bort-s", seeds=[0], epochs=2, out=out, progress=False,
+                 batch_size=64, lr=0.05, momentum=0.9)
     return out, runs
