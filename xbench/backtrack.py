@@ -136,24 +136,8 @@ class Backtracker:
             s = s.view(b, g, *s.shape[1:])
             s = s * mask if self.relu == "plain" else s * (mask & (s > 0))
             return s.flatten(0, 1)
-        if isinstance(m, nn.Conv2d):
-            in_shape = rec
-            out_hw = s.shape[-2:]
-            pad = [d * (k - 1) - p for d, k, p in zip(m.dilation, m.kernel_size, _pair(m.padding))]
-            if m.stride == (1, 1) and m.groups == 1 and min(pad) >= 0:
-                # Wᵀ at stride 1 is a convolution with the flipped kernel; CPU runs it several times faster than
-                # conv_transpose2d (mkldnn path), and the result is the same map.
-                return F.conv2d(s, m.weight.flip(2, 3).transpose(0, 1), None, 1, pad, m.dilation)
-            full = [(o - 1) * st - 2 * p + d * (k - 1) + 1
-                    for o, st, p, d, k in zip(out_hw, m.stride, _pair(m.padding), m.dilation, m.kernel_size)]
-            extra = [i - f for i, f in zip(in_shape[-2:], full)]  # rows/cols the strided forward never read
-            s = F.conv_transpose2d(s, m.weight, None, m.stride, _pair(m.padding), [min(e, st - 1) for e, st in
-                                   zip(extra, m.stride)], m.groups, m.dilation)
-            if s.shape[-2:] != in_shape[-2:]:  # a stride larger than the remainder: pad with zeros
-                s = F.pad(s, (0, in_shape[-1] - s.shape[-1], 0, in_shape[-2] - s.shape[-2]))
-            return s
-        if isinstance(m, nn.Linear):
-            return s @ m.weight
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            return transpose(m, s, rec)
         if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
             idx, size = rec
             idx = idx.unsqueeze(1).expand(b, g, *idx.shape[1:]).flatten(0, 1)
@@ -172,6 +156,41 @@ class Backtracker:
         """g(s) at input x: forward to record the trace, then backtrack s."""
         _, trace = self.forward(x)
         return self.backward(s, trace)
+
+
+def transpose(layer: nn.Conv2d | nn.Linear, s: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Wᵀ s for one Conv2d/Linear layer (no bias), shaped like the layer's input ``in_shape`` (without batch).
+
+    The paper's Eq. 4 reconstruction: for a convolution, the transposed convolution with the forward's stride,
+    padding, dilation and groups, padded where a strided forward never read the last rows/columns.
+    """
+    if isinstance(layer, nn.Linear):
+        return s @ layer.weight
+    m = layer
+    pad = [d * (k - 1) - p for d, k, p in zip(m.dilation, m.kernel_size, _pair(m.padding))]
+    if m.stride == (1, 1) and m.groups == 1 and min(pad) >= 0:
+        # At stride 1, Wᵀ is a convolution with the flipped kernel; CPUs run it several times faster than
+        # conv_transpose2d (mkldnn path), with the same result.
+        return F.conv2d(s, m.weight.flip(2, 3).transpose(0, 1), None, 1, pad, m.dilation)
+    full = [(o - 1) * st - 2 * p + d * (k - 1) + 1
+            for o, st, p, d, k in zip(s.shape[-2:], m.stride, _pair(m.padding), m.dilation, m.kernel_size)]
+    extra = [i - f for i, f in zip(in_shape[-2:], full)]  # rows/cols the strided forward never read
+    out = F.conv_transpose2d(s, m.weight, None, m.stride, _pair(m.padding),
+                             [min(e, st - 1) for e, st in zip(extra, m.stride)], m.groups, m.dilation)
+    if out.shape[-2:] != tuple(in_shape[-2:]):
+        out = F.pad(out, (0, in_shape[-1] - out.shape[-1], 0, in_shape[-2] - out.shape[-2]))
+    return out
+
+
+def layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """(name, layer, input z) for every Conv2d/Linear layer of a chain model, from one forward pass."""
+    out = []
+    with torch.no_grad():
+        for name, m in chain_of(model):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                out.append((name, m, x))
+            x = m(x)
+    return out
 
 
 def _place_filters(conv: nn.Conv2d, in_shape, channels, rows, cols, values) -> torch.Tensor:

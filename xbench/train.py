@@ -267,5 +267,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str
     model = create_model(cfg["model"], dataset.shape, dataset.num_classes, **cfg.get("model_kwargs", {}))
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    cfg = {**cfg, "epochs_done": state["epoch"]}
+    last = state["log"][-1] if state["log"] else {}
+    cfg = {**cfg, "epochs_done": state["epoch"], "heldout_acc": last.get("heldout_acc"),
+           "ortho_error": last.get("ortho_error")}
     return model, dataset, cfg

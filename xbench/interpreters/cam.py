@@ -10,6 +10,7 @@ from ..errors import XbenchError
 from .base import INTERPRETERS, Interpreter, layer_of, upsample
 
 _PASS = (nn.Flatten, nn.Dropout, nn.Identity)
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _head(model: nn.Module, layer: str) -> tuple[str, nn.Linear | None]:
@@ -51,7 +52,9 @@ class CAM(Interpreter):
                        f"pool + linear; using the {rule} rule")
             if self.hparams["strict"]:
                 raise XbenchError(message)
-            warnings.warn(message, stacklevel=2)
+            if (type(model).__name__, self.layer_name) not in _WARNED:  # once per architecture, not per run
+                _WARNED.add((type(model).__name__, self.layer_name))
+                warnings.warn(message, stacklevel=3)
         self.hparams["rule"] = rule  # recorded, not a setting
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

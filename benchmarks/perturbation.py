@@ -1,0 +1,149 @@
+"""Deletion + insertion for 256 images: our time, our time ÷ the bare forward passes the protocol needs (target
+≤ 1.25), and Quantus's PixelFlipping side by side at the same number of forward passes, with AUC agreement.
+
+    python benchmarks/perturbation.py [--device auto] [--images 256] [--no-quantus]
+
+Quantus 0.6.0 needs numpy < 2.4 (it calls np.trapz), so it lives in its own folder,
+``benchmarks/.venv-quantus`` (``benchmarks/setup_quantus.sh`` installs it) and runs in a subprocess with that folder
+first on its path; xbench's side runs on the project's own numpy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from xbench.data import create_dataset
+from xbench.metrics import create_metric
+from xbench.models import create_model
+from xbench.space import InputSpace
+from xbench.train import resolve_device
+
+HERE = Path(__file__).resolve().parent
+QUANTUS_DIR = HERE / ".venv-quantus"
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ours_vs_bare(model, space, x, maps, device, step=None):
+    """(seconds for deletion + insertion, seconds for the bare forward passes of the same inputs, metrics)."""
+    metrics = [create_metric(m, space, step=step) for m in ("deletion", "insertion")]
+    _sync(device)
+    t = time.perf_counter()
+    for m in metrics:
+        m(model, x, None, maps)
+    _sync(device)
+    ours = time.perf_counter() - t
+    n_points = metrics[0].protocol(tuple(x.shape[1:]))["n_points"]
+    per_pass = metrics[0].params["batch_size"]
+    total = len(x) * n_points
+    batch = x[:1].expand(min(per_pass, total), -1, -1, -1).contiguous()
+    _sync(device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(2):  # deletion and insertion
+            model(x)  # the clean pass that fixes the tracked class
+            for s in range(0, total, per_pass):
+                model(batch[: min(per_pass, total - s)])
+    _sync(device)
+    return ours, time.perf_counter() - t, metrics, n_points
+
+
+QUANTUS_CODE = r"""
+import json, sys, time, numpy as np, torch, quantus
+state = torch.load(sys.argv[1], weights_only=False)
+model = state["model"].eval()
+x, maps, y, step = state["x"].numpy(), state["maps"].numpy()[:, None], state["y"].numpy(), state["step"]
+metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline="black", return_auc_per_sample=False,
+                               abs=False, normalise=False, disable_warnings=True, display_progressbar=False)
+t = time.perf_counter()
+curves = metric(model=model, x_batch=x, y_batch=y, a_batch=maps, device="cpu", batch_size=256, softmax=True,
+                channel_first=True)
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "curves": np.asarray(curves, dtype=float).tolist(),
+                  "numpy": np.__version__, "quantus": quantus.__version__}))
+"""
+
+
+def quantus_side(model, x, maps, y, step):
+    if not QUANTUS_DIR.is_dir():
+        return None, f"not installed (run benchmarks/setup_quantus.sh to create {QUANTUS_DIR.name})"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.pt"
+        torch.save({"model": model.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": y.cpu(), "step": step}, path)
+        env = {**os.environ, "PYTHONPATH": str(QUANTUS_DIR)}
+        proc = subprocess.run([sys.executable, "-c", QUANTUS_CODE, str(path)], capture_output=True, text=True,
+                              env=env)
+    if proc.returncode != 0:
+        return None, "failed: " + proc.stderr.strip().splitlines()[-1]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--no-quantus", action="store_true")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    data = create_dataset("mnist10k")
+    x, _ = data.inputs("heldout", range(args.images), device)
+    maps = torch.rand(len(x), 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    lenet = create_model("lenet").to(device).eval()
+    rows = []
+    ours, bare, metrics, n_points = ours_vs_bare(lenet, data.space, x, maps, device)
+    rows.append(("lenet · mnist10k 1×28×28", n_points, ours, bare))
+    big = create_model("lenet", (3, 224, 224), 10).to(device).eval()
+    space224 = InputSpace((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    xb = space224.to_input(torch.rand(len(x), 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device))
+    mb = torch.rand(len(x), 224, 224, generator=torch.Generator().manual_seed(2)).to(device)
+    ours_b, bare_b, _, n_b = ours_vs_bare(big, space224, xb, mb, device, step=224 * 8)  # RISE's batch protocol
+    rows.append(("lenet · 3×224×224 (step 1792)", n_b, ours_b, bare_b))
+    print(f"device: {device}; {len(x)} images; deletion + insertion; forward passes = 2 × images × points (+ clean)")
+    print("| model · input | points per curve | ours s | bare forwards s | ours ÷ bare (target ≤ 1.25) |")
+    print("|---|---|---|---|---|")
+    for name, pts, o, b in rows:
+        print(f"| {name} | {pts} | {o:.2f} | {b:.2f} | **{o / b:.2f}** |")
+    if args.no_quantus:
+        return
+    # Quantus PixelFlipping ~ our deletion with the 'black' substrate (Quantus: the sample's minimum = black on
+    # MNIST), same order, same step, same softmax score; it has no clean point and no insertion.
+    step = metrics[0].protocol((1, 28, 28))["step"]
+    dele = create_metric("deletion", data.space, substrate="black", step=step)
+    t = time.perf_counter()
+    dele(lenet, x, None, maps)
+    ours_del = time.perf_counter() - t
+    with torch.no_grad():
+        cls = lenet(x).argmax(1)
+    q, why = quantus_side(lenet, x, maps, cls, step)
+    if q is None:
+        print(f"\nQuantus: {why}")
+        return
+    qc = torch.tensor(q["curves"])
+    oc = torch.from_numpy(dele.details["curves"])[:, 1:]
+    frac = torch.from_numpy(dele.details["fractions"])
+    ours_auc = torch.trapezoid(torch.from_numpy(dele.details["curves"]), frac, dim=1)
+    q_auc = torch.trapezoid(torch.cat([torch.from_numpy(dele.details["curves"])[:, :1], qc], 1), frac, dim=1)
+    print(f"\nQuantus {q['quantus']} (numpy {q['numpy']}) PixelFlipping vs xbench deletion, lenet · mnist10k, "
+          f"{len(x)} images, {qc.shape[1]} steps of {step} pixels (CPU)")
+    print("| | seconds | ratio |\n|---|---|---|")
+    print(f"| xbench deletion (black substrate) | {ours_del:.2f} | 1.00 |")
+    print(f"| Quantus PixelFlipping | {q['seconds']:.2f} | **{q['seconds'] / ours_del:.1f}×** slower |")
+    print(f"max |curve difference| {float((qc - oc).abs().max()):.2e}; RISE-formula AUC from Quantus's curve vs ours: "
+          f"max |Δ| {float((q_auc - ours_auc).abs().max()):.2e}, mean AUC {float(ours_auc.mean()):.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Score maps and models; append one flat record per (run, interpreter, metric, score, layer) to results.jsonl.
+
+    evaluate("checkpoints/*", interps="sat", metrics="deletion,insertion", n=500)
+    evaluate("checkpoints/*", metrics="recon_ratio,gram,decomposition,synthesis")
+
+Maps come from the explain cache (``<run>/maps``) or are computed and cached. Records are appended one by one,
+atomically; a re-run skips what is already there (same run, interpreter + hparams, metric + protocol, n) unless
+``force``. Per-example scores and figure data go to a side file ``<out>/scores/<run>/<...>.npz`` named in the record.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoints import CHECKPOINT_NAME
+from .errors import XbenchError
+from .explain import heldout_examples, maps_for, resolve_runs
+from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
+from .interpreters import INTERPRETERS, create_interpreter
+from .metrics import METRICS, Metric, create_metric
+from .train import load_run, resolve_device
+
+RESULTS_NAME = "results.jsonl"
+RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
+              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _num(v: float) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
+    """The identity of a run as records carry it (dataset under ``dataset``, optimizer under ``optimizer``)."""
+    out = {k: cfg.get(k) for k in RUN_FIELDS}
+    out["dataset"] = out.pop("data")
+    out["optimizer"] = out.pop("opt")
+    if not str(out["optimizer"]).startswith("bort"):
+        for k in ("bort_lambda", "bort_mode", "bort_amplitude"):
+            out[k] = None
+    out["heldout_acc"] = cfg.get("heldout_acc")
+    out["checkpoint_sha256"] = _sha256(Path(run) / CHECKPOINT_NAME)
+    return out
+
+
+def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None,
+                 batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run a metric over all examples in batches: (scores per name [N] or [N,L], details)."""
+    if not metric.needs_data:
+        scores = metric(model, x[:1], y[:1], None)
+        return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
+    parts: dict[str, list] = {}
+    details: dict[str, Any] = {}
+    for s in range(0, len(x), batch_size):
+        sl = slice(s, s + batch_size)
+        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device))
+        for k, v in scores.items():
+            parts.setdefault(k, []).append(v.numpy())
+        for k, v in metric.details.items():
+            if k in metric.example_details:
+                details.setdefault(k, []).append(np.asarray(v))
+            elif k not in details:
+                details[k] = v
+    for k in metric.example_details:
+        if k in details:
+            details[k] = np.concatenate(details[k])
+    return {k: np.concatenate(v) for k, v in parts.items()}, details
+
+
+def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, extra: dict) -> list[dict]:
+    directions = metric.score_directions()
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = []
+    for name, values in scores.items():
+        columns = metric.layer_names if metric.level == "layer" else [""]
+        values = values.reshape(len(values), -1)
+        for j, layer in enumerate(columns):
+            col = values[:, j].astype(float)
+            ok = col[~np.isnan(col)]
+            out.append({**base, **extra, "metric": metric.registry_name, "score": name, "layer": layer,
+                        "level": metric.level, "category": metric.category, "higher_is_better": directions[name],
+                        "metric_params": metric.protocol(shape), "metric_key": metric.key(shape),
+                        "n": int(len(ok)), "n_nan": int(len(col) - len(ok)),
+                        "mean": _num(ok.mean()) if len(ok) else None,
+                        "std": _num(ok.std(ddof=1)) if len(ok) > 1 else None,
+                        "sem": _num(ok.std(ddof=1) / np.sqrt(len(ok))) if len(ok) > 1 else None,
+                        "xbench_version": __version__, "created_at": now})
+    return out
+
+
+def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key: str, n: int) -> tuple:
+    return (run_id, interp, interp_key, metric, metric_key, int(n))
+
+
+def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
+             metrics: str | Iterable[str] | None = None, n: int = 100,
+             hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
+             batch_size: int = 32, force: bool = False, data_root: str | None = None,
+             progress: bool | None = None) -> str:
+    """Evaluate every run × (interpreter × map metric, and model metric); returns a short summary."""
+    interp_names = INTERPRETERS.resolve(interps) if interps else []
+    if metrics:
+        metric_names = METRICS.resolve(metrics)
+    else:  # every map metric when interpreters are given, else every model metric
+        metric_names = [m for m in METRICS.list() if METRICS.get(m).needs_maps == bool(interp_names)]
+    map_metrics = [m for m in metric_names if METRICS.get(m).needs_maps]
+    model_metrics = [m for m in metric_names if not METRICS.get(m).needs_maps]
+    if map_metrics and not interp_names:
+        raise XbenchError(f"{', '.join(map_metrics)} score saliency maps: name interpreters with --interp")
+    hparams = hparams or {}
+    unknown = set(hparams) - set(interp_names) - set(metric_names)
+    if unknown:
+        raise XbenchError(f"settings given for names not asked for: {', '.join(sorted(unknown))}")
+    if n < 1:
+        raise XbenchError(f"--n must be at least 1, not {n}")
+    run_dirs = resolve_runs(runs)
+    try:
+        check_writable(out)
+    except PermissionError as err:
+        raise XbenchError(str(err)) from None
+    out = Path(out)
+    results = out / RESULTS_NAME
+    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"], r["n_requested"])
+            for r in read_jsonl(results)}
+    dev = resolve_device(device)
+    written, skipped = 0, 0
+    for run in run_dirs:
+        model, data, cfg = load_run(run, dev, data_root)
+        base = run_fields(cfg, run)
+        examples = heldout_examples(model, data, n, dev)
+        _, x, y, _ = examples
+        jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
+        bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
+                   disable=None if progress is None else not progress)
+        for interp, metric_name in bar:
+            bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
+            metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
+            ikey = create_interpreter(interp, model, data.space, **hparams.get(interp, {})).key if interp else ""
+            key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
+            if key in done and not force:
+                skipped += 1
+                continue
+            extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
+                                     "target_rule": "prediction", "n_requested": len(x), "device": str(dev)}
+            maps = None
+            if interp:
+                maps, info = maps_for(run, model, data, interp, hparams.get(interp, {}), n, dev, batch_size,
+                                      progress=False, examples=examples)
+                extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
+                             maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
+            t0 = time.perf_counter()
+            scores, details = score_metric(metric, model, x, y, maps, batch_size)
+            extra["seconds"] = time.perf_counter() - t0
+            side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
+                                                      f"{metric.key(data.shape)}-n{len(x)}.npz"
+            payload = {f"score__{k}": v for k, v in scores.items()}
+            payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
+            payload["layers"] = np.array(metric.layer_names, dtype=str)
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **payload)
+            atomic_write(side, lambda f: f.write(buf.getvalue()))
+            extra["scores_file"] = str(side.relative_to(out))
+            records = _records(base, metric, scores, data.shape, extra)
+            append_jsonl(results, records)
+            done.add(key)
+            written += len(records)
+        bar.close()
+    return f"{written} record(s) written, {skipped} job(s) already done, in {results}"

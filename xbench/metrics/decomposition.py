@@ -1,0 +1,57 @@
+"""Feature decomposition (Bort paper §4.2.4, A.5): how well k binarised feature variables reconstruct the input."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..backtrack import Backtracker, one_hot_maps, top_channels
+from .base import METRICS, Metric, pearson
+
+
+@METRICS.register("decomposition")
+class Decomposition(Metric):
+    """Keep the k most salient feature channels as one binary variable each (value B at the channel's maximum),
+    backtrack them together with g and correlate with the image (pixel space); also cluster the k single-variable
+    reconstructions with K-Means and report their silhouette score.
+    """
+
+    category = "decomposition"
+    higher_is_better = True
+    scores = {"correlation": True, "silhouette": True}
+    defaults = {"k": 64, "value": 1.0, "layer": None, "relu": "guided", "n_clusters": 4, "seed": 0,
+                "examples": 4}
+
+    def protocol(self, shape):
+        return {**self.params, "correlation": "Pearson, reconstruction vs image in pixel space, all channels",
+                "silhouette": "sklearn silhouette of KMeans on unit-norm single-variable reconstructions"}
+
+    def compute(self, model, x, y, maps):
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+
+        p = self.params
+        bt = Backtracker(model, p["layer"], relu=p["relu"])
+        z, trace = bt.forward(x)
+        z4 = z if z.ndim == 4 else z.reshape(*z.shape[:2], 1, 1)
+        _, channels, positions = top_channels(z4, p["k"])
+        b, k = channels.shape
+        together = one_hot_maps(z4.shape[1:], channels, positions, p["value"]).view(b, k, -1).sum(1)
+        recon = bt.backward(together.view(b, *z.shape[1:]), trace)  # [B,C,H,W]
+        correlation = pearson(recon.flatten(1), self.space.to_pixels(x).flatten(1))
+        parts = bt.backward_one_hot(trace, z.shape[1:], channels, positions, p["value"]).view(b, k, -1)
+        parts = torch.nn.functional.normalize(parts, dim=2).cpu().numpy()
+        silhouettes, labels = [], []
+        for i in range(b):
+            pts = parts[i]
+            n_distinct = len(np.unique(pts.round(6), axis=0))
+            if n_distinct <= p["n_clusters"]:
+                silhouettes.append(float("nan"))
+                labels.append(np.zeros(k, dtype=int))
+                continue
+            lab = KMeans(p["n_clusters"], n_init=4, random_state=p["seed"]).fit_predict(pts)
+            silhouettes.append(float(silhouette_score(pts, lab)))
+            labels.append(lab)
+        e = min(b, p["examples"])
+        self.details = {"reconstructions": recon[:e].cpu().numpy(), "images": self.space.to_pixels(x[:e]).cpu().numpy(),
+                        "parts": parts[:e].reshape(e, k, *x.shape[1:]), "part_labels": np.array(labels[:e])}
+        return {"correlation": correlation, "silhouette": torch.tensor(silhouettes)}
