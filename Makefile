@@ -36,7 +36,10 @@ test: $(STAMP) browser
 	XBENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	test -d benchmarks/.venv-quantus || PY=$(CURDIR)/$(BIN)/python bash benchmarks/setup_quantus.sh || true
 	$(BIN)/python benchmarks/bort_overhead.py
+	$(BIN)/python benchmarks/interpreters.py
+	$(BIN)/python benchmarks/perturbation.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

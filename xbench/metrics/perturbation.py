@@ -110,26 +110,26 @@ class _Perturbation(Metric):
         step = self.resolved_step(hw)
         n_points = math.ceil(hw / step) + 1
         counts = torch.clamp(torch.arange(n_points, device=x.device) * step, max=hw)  # pixels changed per point
-        rank = pixel_order(maps.to(x.device)).view(b, 1, h, w)
+        rank = pixel_order(maps.to(x.device)).view(b, 1, 1, h, w).to(torch.int32)
+        thresholds = counts.to(torch.int32).view(1, n_points, 1, 1, 1)
         sub = self.substrate(x)
         start, end = (x, sub) if self.mode == "deletion" else (sub, x)
         with torch.no_grad():
-            logits = model(x)
-        cls = logits.argmax(1)
-        out = torch.empty(b * n_points, device=x.device)
-        per_pass = int(self.params["batch_size"])
-        flat_img = torch.arange(b, device=x.device).repeat_interleave(n_points)
-        flat_cnt = counts.repeat(b)
+            cls = model(x).argmax(1)
+        out = torch.empty(b, n_points, device=x.device)
+        per_pass = max(1, int(self.params["batch_size"]) // n_points)  # whole images per pass: broadcast, no gathers
+        buf = torch.empty(min(per_pass, b), n_points, c, h, w, dtype=x.dtype, device=x.device)  # reused every pass
         with torch.no_grad():
-            for s in range(0, b * n_points, per_pass):
-                img, cnt = flat_img[s:s + per_pass], flat_cnt[s:s + per_pass]
-                changed = rank[img] < cnt.view(-1, 1, 1, 1)  # [m,1,H,W]
-                batch = torch.where(changed, end[img], start[img])
+            for s in range(0, b, per_pass):
+                sl = slice(s, s + per_pass)
+                changed = rank[sl] < thresholds  # [m, P, 1, H, W]: every curve point of m images at once
+                m = min(per_pass, b - s)
+                batch = torch.where(changed, end[sl, None], start[sl, None], out=buf[:m]).flatten(0, 1)
                 scores = model(batch)
                 if self.params["score"] == "softmax":
                     scores = scores.softmax(1)
-                out[s:s + per_pass] = scores.gather(1, cls[img, None]).squeeze(1)
-        curve = out.view(b, n_points)
+                out[sl] = scores.view(m, n_points, -1).gather(2, cls[sl, None, None].expand(m, n_points, 1))[..., 0]
+        curve = out
         if self.params["score"] == "logit_normalized":  # upstream Bort: ÷ the clean image's score
             clean = curve[:, :1] if self.mode == "deletion" else curve[:, -1:]
             curve = curve / clean
