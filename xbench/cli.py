@@ -5,6 +5,8 @@ User mistakes end in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import importlib
 import sys
 from typing import Sequence
 
@@ -139,14 +141,12 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def _cmd_list(a: argparse.Namespace) -> None:
-    import importlib
-
     module, registry = {"models": ("xbench.models", "MODELS"), "optimizers": ("xbench.optim", "OPTIMIZERS"),
                         "datasets": ("xbench.data", "DATASETS"),
                         "interpreters": ("xbench.interpreters", "INTERPRETERS"),
                         "metrics": ("xbench.metrics", "METRICS")}[a.family]
     reg = getattr(importlib.import_module(module), registry)
-    rows = [(n, d) for n, d in reg.describe() if __import__("fnmatch").fnmatchcase(n.split(":")[0], a.pattern)]
+    rows = [(n, d) for n, d in reg.describe() if fnmatch.fnmatchcase(n.split(":")[0], a.pattern)]
     width = max((len(n) for n, _ in rows), default=0)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")

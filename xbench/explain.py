@@ -33,9 +33,10 @@ GRID_IMAGES = 8
 
 def resolve_runs(spec: str | Path | Iterable[str | Path]) -> list[Path]:
     """Run folders from a folder, a wildcard pattern or a comma-separated list; each must hold a checkpoint."""
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in
-                                                                                ([spec] if isinstance(spec, Path)
-                                                                                 else spec)]
+    if isinstance(spec, str):
+        items = [s.strip() for s in spec.split(",")]
+    else:
+        items = [str(spec)] if isinstance(spec, Path) else [str(s) for s in spec]
     runs: list[Path] = []
     for item in items:
         matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]

@@ -10,9 +10,11 @@ from .base import METRICS, Metric, pearson
 
 @METRICS.register("decomposition")
 class Decomposition(Metric):
-    """Keep the k most salient feature channels as one binary variable each (value B at the channel's maximum),
-    backtrack them together with g and correlate with the image (pixel space); also cluster the k single-variable
-    reconstructions with K-Means and report their silhouette score.
+    """Top-k feature channels as binary variables, backtracked: correlation with the image, K-Means silhouette.
+
+    Each of the k most salient channels becomes one binary variable (value B at the channel's maximum); all k are
+    backtracked together with g and correlated with the image in pixel space. The k single-variable
+    reconstructions are clustered with K-Means and their silhouette score reported.
     """
 
     category = "decomposition"

@@ -22,7 +22,9 @@ def partners(pred: torch.Tensor) -> torch.Tensor:
 
 @METRICS.register("synthesis")
 class Synthesis(Metric):
-    """Z^tr = the target's top-k channels, each y_i·B at the argmax of the source's slice; X_adv = g(Z^tr) through
+    """Adversarial images from the target's top-k channels at the source's positions: fooling rate, similarities.
+
+    Z^tr = the target's top-k channels, each y_i·B at the argmax of the source's slice; X_adv = g(Z^tr) through
     the source's trace, rescaled to the source's pixel mean/std and clipped to [0,1]. Scores per source image:
     ``fooling`` (1 if the model predicts the target's class), ``source_similarity`` and ``target_similarity``
     (Pearson correlation with each image in pixel space).

@@ -1,0 +1,157 @@
+"""Tables from result records (pandas only): the leaderboard, Bort − base deltas with paired intervals, Table 3."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..fileio import read_jsonl
+
+JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_requested", "score", "layer"]
+GROUP = ["model", "dataset", "interpreter", "metric", "score", "layer"]
+BASE_OF = {"bort-s": "sgd", "bort-a": "adamw"}
+# two-sided 95 % Student t quantiles by degrees of freedom (df > 30 uses the largest tabulated df ≤ it)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+        25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t95(df: int) -> float:
+    if df < 1:
+        return float("nan")
+    keys = [k for k in _T95 if k <= df]
+    return _T95[max(keys)] if df <= 120 else 1.960
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """All records, the latest one per job (a ``--force`` re-run replaces older ones)."""
+    df = pd.DataFrame(read_jsonl(path))
+    if df.empty:
+        return df
+    for col in ("interpreter", "layer"):
+        df[col] = df[col].fillna("")
+    df = df.sort_values("created_at", kind="stable").drop_duplicates(JOB, keep="last")
+    return df.reset_index(drop=True)
+
+
+def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
+    keys = ["model", "dataset", "interpreter", "optimizer", "metric", "score", "layer", "higher_is_better"]
+    g = df.groupby(keys, dropna=False, sort=True)
+    out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
+                heldout_acc=("heldout_acc", "mean")).reset_index()
+    return out
+
+
+def pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Bort − base deltas: twins joined on pair_id, one delta per seed, then mean and a 95 % paired t interval.
+
+    The interval is mean(d) ± t(0.975, n−1)·sd(d)/√n over the per-seed differences d (paired across seeds);
+    ``bort_better`` reads the sign against the score's direction; ``significant`` = the interval excludes 0.
+    """
+    if df.empty:
+        return pd.DataFrame()
+    match = ["pair_id", "interpreter", "interp_key", "metric", "metric_key", "n_requested", "score", "layer"]
+    rows = []
+    bort = df[df["optimizer"].isin(list(BASE_OF))]
+    for opt, base_opt in BASE_OF.items():
+        b = bort[bort["optimizer"] == opt]
+        s = df[df["optimizer"] == base_opt]
+        if b.empty or s.empty:
+            continue
+        j = b.merge(s[match + ["mean"]], on=match, suffixes=("", "_base"))
+        j["delta"] = j["mean"] - j["mean_base"]
+        j["base_optimizer"] = base_opt
+        rows.append(j)
+    if not rows:
+        return pd.DataFrame()
+    j = pd.concat(rows)
+    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "optimizer", "base_optimizer",
+            "higher_is_better"]
+    out = []
+    for key, grp in j.groupby(keys, dropna=False, sort=True):
+        d = grp["delta"].to_numpy(dtype=float)
+        n = len(d)
+        mean = float(d.mean())
+        sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+        half = t95(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
+        hib = bool(key[-1])
+        out.append({**dict(zip(keys, key)), "n_seeds": n, "bort_mean": float(grp["mean"].mean()),
+                    "base_mean": float(grp["mean_base"].mean()), "delta": mean, "delta_sd": sd,
+                    "ci95_low": mean - half, "ci95_high": mean + half,
+                    "interval": "paired t over seeds, 95 %",
+                    "bort_better": (mean > 0) == hib if mean != 0 else False,
+                    "significant": bool(n > 1 and (mean - half > 0 or mean + half < 0))})
+    return pd.DataFrame(out)
+
+
+def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 3 shape: rows interpreter × optimizer, columns (model · dataset) × {Deletion, Insertion}."""
+    sub = board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])].copy()
+    if sub.empty:
+        return pd.DataFrame()
+    sub["column"] = sub["model"] + " · " + sub["dataset"]
+    wide = sub.pivot_table(index=["interpreter", "optimizer"], columns=["column", "metric"], values="mean",
+                           aggfunc="first")
+    return wide.sort_index(axis=1)
+
+
+def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
+    """A plain-text Table 3 with Bort − base deltas and intervals, for the terminal."""
+    wide = table3(board, pair_table)
+    if wide.empty:
+        return "(no deletion/insertion results yet)"
+    lines = []
+    cols = list(wide.columns)
+    head = f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in cols)
+    head2 = " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in cols)
+    lines += [head, head2]
+    std = board.set_index(["interpreter", "optimizer", "model", "dataset", "metric", "score"])["std"]
+    for (interp, opt), row in wide.iterrows():
+        cells = []
+        for col in cols:
+            model, dataset = col[0].split(" · ", 1)
+            v = row[col]
+            if isinstance(v, float) and math.isnan(v):
+                cells.append(f"{'':>24}")
+                continue
+            s = std.get((interp, opt, model, dataset, col[1], col[1]), float("nan"))
+            text = f"{v:.3f}" + (f"±{s:.3f}" if not math.isnan(s) else "")
+            if opt in BASE_OF and not pair_table.empty:
+                p = pair_table[(pair_table["interpreter"] == interp) & (pair_table["optimizer"] == opt)
+                               & (pair_table["model"] == model) & (pair_table["dataset"] == dataset)
+                               & (pair_table["metric"] == col[1]) & (pair_table["score"] == col[1])]
+                if not p.empty:
+                    text += f" Δ{p['delta'].iloc[0]:+.3f}"
+            cells.append(f"{text:>24}")
+        lines.append(f"{interp:<16}{opt:<9}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def layer_table(board: pd.DataFrame, metric: str, score: str) -> pd.DataFrame:
+    """Rows model · dataset · optimizer, columns layers (model order kept), values mean over seeds."""
+    sub = board[(board["metric"] == metric) & (board["score"] == score)]
+    if sub.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(sub["layer"]))
+    wide = sub.pivot_table(index=["model", "dataset", "optimizer"], columns="layer", values="mean", aggfunc="first")
+    return wide[[c for c in order if c in wide.columns]]
+
+
+def example_table(board: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    sub = board[board["metric"].isin(metrics) & (board["layer"] == "")]
+    if sub.empty:
+        return pd.DataFrame()
+    sub = sub.assign(column=np.where(sub["interpreter"] != "", sub["interpreter"] + " · ", "") + sub["metric"]
+                     + np.where(sub["score"] != sub["metric"], "." + sub["score"], ""))
+    return sub.pivot_table(index=["model", "dataset", "optimizer"], columns="column", values="mean", aggfunc="first")
+
+
+def accuracy_table(board: pd.DataFrame) -> pd.DataFrame:
+    """Held-out accuracy (mean over seeds) per model · dataset, one column per optimizer."""
+    if board.empty:
+        return pd.DataFrame()
+    one = board.drop_duplicates(["model", "dataset", "optimizer", "interpreter", "metric"])
+    return one.pivot_table(index=["model", "dataset"], columns="optimizer", values="heldout_acc", aggfunc="first")
