@@ -124,8 +124,7 @@ class Backtracker:
         if len(z_shape) == 3 and isinstance(conv, nn.Conv2d) and conv.groups == 1 and isinstance(conv.padding, tuple):
             s = _place_filters(conv, records[-1 - used], flat_c, flat_p // w, flat_p % w, vals)
             return self.backward(s, trace, skip=used + 1)
-        maps = torch.zeros(bsz * k, c * h * w, device=channels.device)
-        maps[torch.arange(bsz * k, device=channels.device), flat_c * h * w + flat_p] = vals
+        maps = one_hot_maps((c, h, w), channels, positions, vals.view(bsz, k))
         return self.backward(maps.view(bsz * k, *z_shape), trace, skip=used)
 
     def _back(self, m: nn.Module, s: torch.Tensor, rec: Any, b: int, g: int) -> torch.Tensor:

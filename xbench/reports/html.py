@@ -33,57 +33,39 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _delta_cell(p: pd.DataFrame) -> str:
-    if p.empty:
-        return ""
-    r = p.iloc[0]
-    cls = "good" if r["bort_better"] and r["significant"] else ("bad" if r["significant"] else "muted")
-    ci = "" if math.isnan(r["ci95_low"]) else f" [{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]"
-    return f'<span class="delta {cls}">Δ {r["delta"]:+.3f}{escape(ci)}</span>'
+def _delta_cell(r) -> str:
+    cls = "good" if r.bort_better and r.significant else ("bad" if r.significant else "muted")
+    ci = "" if math.isnan(r.ci95_low) else f" [{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}]"
+    return f'<span class="delta {cls}">Δ {r.delta:+.3f}{escape(ci)}</span>'
 
 
 def _table3_html(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
-    wide = table3(board, pair_table)
-    if wide.empty:
+    columns, rows = table3(board, pair_table)
+    if not rows:
         return "<p>No deletion/insertion results yet.</p>"
-    cols = list(wide.columns)
-    groups = list(dict.fromkeys(c[0] for c in cols))
-    std = board.set_index(["interpreter", "optimizer", "model", "dataset", "metric", "score"])["std"]
-    best = {}
-    for c in cols:
-        series = wide[c].dropna()
-        if not series.empty:
-            best[c] = series.min() if c[1] == "deletion" else series.max()
-    head1 = "".join(f'<th colspan="{sum(1 for c in cols if c[0] == g)}">{escape(g)}</th>' for g in groups)
-    head2 = "".join(f"<th>{'Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'}</th>" for c in cols)
-    rows = []
-    interps = list(dict.fromkeys(i for i, _ in wide.index))
-    for interp in interps:
-        sub = wide.loc[interp]
-        for k, (opt, row) in enumerate(sub.iterrows()):
-            cells = []
-            for c in cols:
-                v = row[c]
-                if isinstance(v, float) and math.isnan(v):
-                    cells.append("<td>–</td>")
-                    continue
-                model, dataset = c[0].split(" · ", 1)
-                s = std.get((interp, opt, model, dataset, c[1], c[1]), float("nan"))
-                cls = ' class="best"' if c in best and v == best[c] else ""
-                p = pair_table
-                if opt in BASE_OF and not p.empty:
-                    p = p[(p["interpreter"] == interp) & (p["optimizer"] == opt) & (p["model"] == model)
-                          & (p["dataset"] == dataset) & (p["metric"] == c[1]) & (p["score"] == c[1])]
-                    delta = _delta_cell(p)
-                else:
-                    delta = ""
-                sd = "" if math.isnan(s) else f" ± {_fmt(s)}"
-                cells.append(f"<td><span{cls}>{_fmt(v)}{sd}</span>{delta}</td>")
-            name = f'<td class="name" rowspan="{len(sub)}">{escape(interp)}</td>' if k == 0 else ""
-            bort = ' class="bort"' if str(opt).startswith("bort") else ""
-            rows.append(f"<tr{bort}>{name}<td class=\"name\">{escape(str(opt))}</td>{''.join(cells)}</tr>")
+    groups = list(dict.fromkeys(c[0] for c in columns))
+    head1 = "".join(f'<th colspan="{sum(1 for c in columns if c[0] == g)}">{escape(g)}</th>' for g in groups)
+    head2 = "".join(f"<th>{'Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'}</th>" for c in columns)
+    per_interp = {}
+    for interp, _, _ in rows:
+        per_interp[interp] = per_interp.get(interp, 0) + 1
+    html, seen = [], set()
+    for interp, opt, cells in rows:
+        tds = []
+        for cell in cells:
+            if cell is None:
+                tds.append("<td>–</td>")
+                continue
+            sd = "" if math.isnan(cell["std"]) else f" ± {_fmt(cell['std'])}"
+            cls = ' class="best"' if cell["best"] else ""
+            delta = _delta_cell(cell["pair"]) if cell["pair"] is not None else ""
+            tds.append(f"<td><span{cls}>{_fmt(cell['mean'])}{sd}</span>{delta}</td>")
+        name = "" if interp in seen else f'<td class="name" rowspan="{per_interp[interp]}">{escape(interp)}</td>'
+        seen.add(interp)
+        bort = ' class="bort"' if opt in BASE_OF else ""
+        html.append(f"<tr{bort}>{name}<td class=\"name\">{escape(str(opt))}</td>{''.join(tds)}</tr>")
     return (f'<table id="table3"><thead><tr><th rowspan="2">Interpreter</th><th rowspan="2">Optimizer</th>{head1}'
-            f"</tr><tr>{head2}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            f"</tr><tr>{head2}</tr></thead><tbody>{''.join(html)}</tbody></table>")
 
 
 def _frame_html(table: pd.DataFrame, table_id: str) -> str:

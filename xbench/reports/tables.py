@@ -87,46 +87,52 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 3 shape: rows interpreter × optimizer, columns (model · dataset) × {Deletion, Insertion}."""
+def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple]]:
+    """The paper's Table 3 shape: rows interpreter × optimizer, columns (model · dataset, deletion|insertion).
+
+    Returns (columns, rows); a row is (interpreter, optimizer, cells) and a cell is None or a dict with ``mean``,
+    ``std`` (over seeds), ``best`` (best of its column, direction-aware) and ``pair`` (the Bort − base row of
+    :func:`pairs`, for Bort rows).
+    """
     sub = board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])].copy()
     if sub.empty:
-        return pd.DataFrame()
+        return [], []
     sub["column"] = sub["model"] + " · " + sub["dataset"]
-    wide = sub.pivot_table(index=["interpreter", "optimizer"], columns=["column", "metric"], values="mean",
-                           aggfunc="first")
-    return wide.sort_index(axis=1)
+    columns = sorted(set(zip(sub["column"], sub["metric"])))
+    best = {c: (g["mean"].min() if c[1] == "deletion" else g["mean"].max())
+            for c, g in sub.groupby(["column", "metric"])}
+    cells = {(r.interpreter, r.optimizer, r.column, r.metric): r for r in sub.itertuples()}
+    deltas = {}
+    if not pair_table.empty:
+        for r in pair_table[pair_table["score"] == pair_table["metric"]].itertuples():
+            deltas[(r.interpreter, r.optimizer, f"{r.model} · {r.dataset}", r.metric)] = r
+    rows = []
+    for interp, opt in sorted(set(zip(sub["interpreter"], sub["optimizer"]))):
+        row = []
+        for col in columns:
+            r = cells.get((interp, opt, *col))
+            row.append(None if r is None else {"mean": r.mean, "std": r.std, "best": r.mean == best[col],
+                                               "pair": deltas.get((interp, opt, *col))})
+        rows.append((interp, opt, row))
+    return columns, rows
 
 
 def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
-    """A plain-text Table 3 with Bort − base deltas and intervals, for the terminal."""
-    wide = table3(board, pair_table)
-    if wide.empty:
+    """A plain-text Table 3 with Bort − base deltas, for the terminal."""
+    columns, rows = table3(board, pair_table)
+    if not rows:
         return "(no deletion/insertion results yet)"
-    lines = []
-    cols = list(wide.columns)
-    head = f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in cols)
-    head2 = " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in cols)
-    lines += [head, head2]
-    std = board.set_index(["interpreter", "optimizer", "model", "dataset", "metric", "score"])["std"]
-    for (interp, opt), row in wide.iterrows():
-        cells = []
-        for col in cols:
-            model, dataset = col[0].split(" · ", 1)
-            v = row[col]
-            if isinstance(v, float) and math.isnan(v):
-                cells.append(f"{'':>24}")
-                continue
-            s = std.get((interp, opt, model, dataset, col[1], col[1]), float("nan"))
-            text = f"{v:.3f}" + (f"±{s:.3f}" if not math.isnan(s) else "")
-            if opt in BASE_OF and not pair_table.empty:
-                p = pair_table[(pair_table["interpreter"] == interp) & (pair_table["optimizer"] == opt)
-                               & (pair_table["model"] == model) & (pair_table["dataset"] == dataset)
-                               & (pair_table["metric"] == col[1]) & (pair_table["score"] == col[1])]
-                if not p.empty:
-                    text += f" Δ{p['delta'].iloc[0]:+.3f}"
-            cells.append(f"{text:>24}")
-        lines.append(f"{interp:<16}{opt:<9}" + "".join(cells))
+    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in columns),
+             " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in columns)]
+    for interp, opt, cells in rows:
+        texts = []
+        for cell in cells:
+            text = "" if cell is None else f"{cell['mean']:.3f}" + ("" if math.isnan(cell["std"]) else
+                                                                   f"±{cell['std']:.3f}")
+            if cell is not None and cell["pair"] is not None:
+                text += f" Δ{cell['pair'].delta:+.3f}"
+            texts.append(f"{text:>24}")
+        lines.append(f"{interp:<16}{opt:<9}" + "".join(texts))
     return "\n".join(lines)
 
 
