@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +18,13 @@ from xbench.optim import bort_delta, create_optimizer
 from xbench.layers import constrained_weights
 from xbench.train import resolve_device
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from _timing import timed
 
 
-def step_time(model, opt, x, y, device) -> float:
-    _sync(device)
-    t = time.perf_counter()
+def train_step(model, opt, x, y) -> None:
     opt.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
     opt.step()
-    _sync(device)
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -55,30 +47,22 @@ def main() -> None:
             times = {k: [] for k in pair}
             for i in range(args.repeats + 3):
                 for k, (model, opt) in pair.items():
-                    t = step_time(model, opt, x, y, device)
+                    t, _ = timed(lambda: train_step(model, opt, x, y), device)
                     if i >= 3:  # warm-up
                         times[k].append(t)
             model = pair[bort][0]
             weights = [w for _, w in constrained_weights(model)]
-            delta_t = []
-            for i in range(args.repeats + 3):
-                _sync(device)
-                t = time.perf_counter()
+            def all_deltas():
                 with torch.no_grad():
                     for w in weights:
                         bort_delta(w, "l2", 1.0)
-                _sync(device)
-                if i >= 3:
-                    delta_t.append(time.perf_counter() - t)
-            fb = []
-            for i in range(args.repeats + 3):
-                _sync(device)
-                t = time.perf_counter()
+
+            def forward_backward():
                 model.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), y).backward()
-                _sync(device)
-                if i >= 3:
-                    fb.append(time.perf_counter() - t)
+
+            delta_t = [timed(all_deltas, device)[0] for _ in range(args.repeats + 3)][3:]
+            fb = [timed(forward_backward, device)[0] for _ in range(args.repeats + 3)][3:]
             tb, tx = statistics.median(times[base]), statistics.median(times[bort])
             rows.append((f"{name}{'(w0.25)' if kw else ''}", f"{bort} ÷ {base}", tb * 1e3, tx * 1e3, tx / tb,
                          statistics.median(delta_t) * 1e3, statistics.median(fb) * 1e3))

@@ -23,15 +23,7 @@ from xbench.interpreters._pair import to_hwc
 from xbench.models import create_model
 from xbench.train import resolve_device
 
-
-def _timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t, out
+from _timing import timed
 
 
 def main() -> None:
@@ -58,15 +50,15 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 interp = create_interpreter(name, model, data.space)
             interp.attribute(x[:2], target[:2])  # warm-up
-            t, _ = _timed(lambda: interp.attribute(x, target), device)
+            t, _ = timed(lambda: interp.attribute(x, target), device)
             per_image[(mname, name)] = t / len(x)
         sat = create_interpreter("sat", model, data.space)
-        t_batched, a = _timed(lambda: sat.attribute(x, target), device)
-        t_loop, b = _timed(lambda: sat_by_loop(model, x), device)
+        t_batched, a = timed(lambda: sat.attribute(x, target), device)
+        t_loop, b = timed(lambda: sat_by_loop(model, x), device)
         ratios.append((f"SAT per-channel loop ÷ batched ({mname})", t_loop / t_batched, "≥ 10",
                        f"max |diff| {float((a - b).abs().max()):.1e}"))
         rise = create_interpreter("rise", model, data.space)
-        t_rise, _ = _timed(lambda: rise.attribute(x, target), device)
+        t_rise, _ = timed(lambda: rise.attribute(x, target), device)
         masks = rise_masks(0, rise.hparams["n_masks"], rise.hparams["grid"], rise.hparams["p"], 28, 28, device)
         per_pass = rise.hparams["batch_size"] // len(x)
         size = len(x) * per_pass
@@ -78,7 +70,7 @@ def main() -> None:
                 for i, s in enumerate(range(0, len(masks), per_pass)):
                     model(pool[i % 4][: len(x) * len(masks[s:s + per_pass])])
 
-        t_bare, _ = _timed(bare, device)
+        t_bare, _ = timed(bare, device)
         ratios.append((f"RISE ÷ its {len(masks) * len(x)} bare forwards ({mname})", t_rise / t_bare, "≤ 1.2", ""))
     print(f"device: {device}; {len(x)} mnist10k images per call; ms per image (XRAI segmentation, once per image and "
           f"shared by all models: {seg * 1000:.0f} ms)")

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -27,24 +26,16 @@ from xbench.models import create_model
 from xbench.space import InputSpace
 from xbench.train import resolve_device
 
+from _timing import timed
+
 HERE = Path(__file__).resolve().parent
 QUANTUS_DIR = HERE / ".venv-quantus"
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def ours_vs_bare(model, space, x, maps, device, step=None):
     """(seconds for deletion + insertion, seconds for the bare forward passes of the same inputs, metrics)."""
     metrics = [create_metric(m, space, step=step) for m in ("deletion", "insertion")]
-    _sync(device)
-    t = time.perf_counter()
-    for m in metrics:
-        m(model, x, None, maps)
-    _sync(device)
-    ours = time.perf_counter() - t
+    ours, _ = timed(lambda: [m(model, x, None, maps) for m in metrics], device)
     n_points = metrics[0].protocol(tuple(x.shape[1:]))["n_points"]
     per_pass = metrics[0].params["batch_size"]
     images = max(1, per_pass // n_points)  # the metric scores whole images per pass, as many as fit
@@ -53,15 +44,16 @@ def ours_vs_bare(model, space, x, maps, device, step=None):
     # a few distinct ready-made batches, cycled, so the bare passes do not run from a cache-warm single tensor
     pool = [x[(torch.arange(size, device=x.device) * 7 + k) % len(x)] for k in range(4 if size * x[0].numel() < 2e7
                                                                                    else 1)]
-    _sync(device)
-    t = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(2):  # deletion and insertion
-            model(x)  # the clean pass that fixes the tracked class
-            for i, s in enumerate(range(0, total, size)):
-                model(pool[i % len(pool)][: min(size, total - s)])
-    _sync(device)
-    return ours, time.perf_counter() - t, metrics, n_points
+
+    def bare():
+        with torch.no_grad():
+            for _ in range(2):  # deletion and insertion
+                model(x)  # the clean pass that fixes the tracked class
+                for i, s in enumerate(range(0, total, size)):
+                    model(pool[i % len(pool)][: min(size, total - s)])
+
+    bare_s, _ = timed(bare, device)
+    return ours, bare_s, metrics, n_points
 
 
 QUANTUS_CODE = r"""
@@ -126,9 +118,7 @@ def main() -> None:
     # MNIST), same order, same step, same softmax score; it has no clean point and no insertion.
     step = metrics[0].protocol((1, 28, 28))["step"]
     dele = create_metric("deletion", data.space, substrate="black", step=step)
-    t = time.perf_counter()
-    dele(lenet, x, None, maps)
-    ours_del = time.perf_counter() - t
+    ours_del, _ = timed(lambda: dele(lenet, x, None, maps), device)
     with torch.no_grad():
         cls = lenet(x).argmax(1)
     q, why = quantus_side(lenet, x, maps, cls, step)

@@ -101,6 +101,14 @@ class Backtracker:
                 s = self._back(m, s, rec, b, g)
         return s
 
+    def backward_combined(self, trace: Trace, z_shape: tuple[int, ...], channels: torch.Tensor,
+                          positions: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
+        """g of one map per image holding all its k one-hots at once (decomposition's X̂, synthesis's X_adv)."""
+        c, h, w = z_shape if len(z_shape) == 3 else (z_shape[0], 1, 1)
+        bsz, k = channels.shape
+        maps = one_hot_maps((c, h, w), channels, positions, values).view(bsz, k, -1).sum(1)
+        return self.backward(maps.view(bsz, *z_shape), trace)
+
     def backward_one_hot(self, trace: Trace, z_shape: tuple[int, ...], channels: torch.Tensor,
                          positions: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
         """g of the one-hot maps of :func:`one_hot_maps` (k per image), without building them densely.
@@ -229,6 +237,11 @@ def one_hot_maps(shape: tuple[int, ...], channels: torch.Tensor, positions: torc
     vals = torch.as_tensor(values, dtype=torch.float32, device=channels.device).expand(bsz, k).reshape(-1, 1)
     z.scatter_(1, flat_index, vals)
     return z.view(bsz * k, c, h, w)
+
+
+def spatial(z: torch.Tensor) -> torch.Tensor:
+    """A feature map as [B,C,h,w]; a dense layer's [B,C] becomes channels with 1×1 maps."""
+    return z if z.ndim == 4 else z.reshape(*z.shape[:2], 1, 1)
 
 
 def top_channels(z: torch.Tensor, k: int, exclude_border: bool = False) -> tuple[torch.Tensor, ...]:

@@ -133,10 +133,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     if n < 1:
         raise XbenchError(f"--n must be at least 1, not {n}")
     run_dirs = resolve_runs(runs)
-    try:
-        check_writable(out)
-    except PermissionError as err:
-        raise XbenchError(str(err)) from None
+    check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
     done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"], r["n_requested"])
@@ -149,12 +146,14 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
         jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
+        ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
+        loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
         for interp, metric_name in bar:
             bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
             metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
-            ikey = create_interpreter(interp, model, data.space, **hparams.get(interp, {})).key if interp else ""
+            ikey = ikeys.get(interp, "")
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
                 skipped += 1
@@ -163,8 +162,10 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                                      "target_rule": "prediction", "n_requested": len(x), "device": str(dev)}
             maps = None
             if interp:
-                maps, info = maps_for(run, model, data, interp, hparams.get(interp, {}), n, dev, batch_size,
-                                      progress=False, examples=examples)
+                if interp not in loaded:
+                    loaded[interp] = maps_for(run, model, data, interp, hparams.get(interp, {}), n, dev, batch_size,
+                                              progress=False, examples=examples)
+                maps, info = loaded[interp]
                 extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()

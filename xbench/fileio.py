@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .errors import XbenchError
+
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place.
@@ -57,7 +59,7 @@ def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
 
 
 def check_writable(folder: str | Path) -> None:
-    """Raise PermissionError (before anything is written) when ``folder`` cannot be created or written.
+    """Raise XbenchError (before anything is written) when ``folder`` cannot be created or written.
 
     Probes by creating (and removing) a temporary folder in the nearest existing ancestor, since permission bits
     lie on special file systems and for root.
@@ -67,8 +69,8 @@ def check_writable(folder: str | Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise PermissionError(f"output folder {str(folder)!r} is not a folder")
+        raise XbenchError(f"output folder {str(folder)!r} is not a folder")
     try:
         tempfile.TemporaryDirectory(dir=probe).cleanup()
     except OSError:
-        raise PermissionError(f"output folder {str(folder)!r} is not writable") from None
+        raise XbenchError(f"output folder {str(folder)!r} is not writable") from None

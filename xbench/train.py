@@ -247,10 +247,7 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
     configs = [TrainConfig(model=model, data=data, opt=o, seed=s, **settings) for s in seed_list for o in opts]
     for c in configs:
         c.validate()
-    try:
-        check_writable(out)
-    except PermissionError as err:
-        raise XbenchError(str(err)) from None
+    check_writable(out)
     dev = resolve_device(device)
     dataset = create_dataset(data, root=data_root, download=download)
     build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder

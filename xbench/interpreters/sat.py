@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backtrack import Backtracker, top_channels
+from ..backtrack import Backtracker, spatial, top_channels
 from .base import INTERPRETERS, Interpreter
 
 
@@ -32,8 +32,7 @@ class SAT(Interpreter):
         values, masks = [], []
         for xs in x.split(per_pass):
             z, trace = self.backtracker.forward(xs)
-            z4 = z if z.ndim == 4 else z.reshape(*z.shape[:2], 1, 1)  # a dense layer: channels with 1×1 maps
-            y, channels, positions = top_channels(z4, h["k"], h["exclude_border"])
+            y, channels, positions = top_channels(spatial(z), h["k"], h["exclude_border"])
             signal = self.backtracker.backward_one_hot(trace, z.shape[1:], channels, positions, h["value"])
             signal = signal.abs().sum(1)  # [b·k, H, W]
             threshold = h["gamma"] * signal.flatten(1).mean(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..backtrack import Backtracker, one_hot_maps, top_channels
+from ..backtrack import Backtracker, spatial, top_channels
 from .base import METRICS, Metric, pearson
 
 
@@ -34,11 +34,9 @@ class Decomposition(Metric):
         p = self.params
         bt = Backtracker(model, p["layer"], relu=p["relu"])
         z, trace = bt.forward(x)
-        z4 = z if z.ndim == 4 else z.reshape(*z.shape[:2], 1, 1)
-        _, channels, positions = top_channels(z4, p["k"])
+        _, channels, positions = top_channels(spatial(z), p["k"])
         b, k = channels.shape
-        together = one_hot_maps(z4.shape[1:], channels, positions, p["value"]).view(b, k, -1).sum(1)
-        recon = bt.backward(together.view(b, *z.shape[1:]), trace)  # [B,C,H,W]
+        recon = bt.backward_combined(trace, z.shape[1:], channels, positions, p["value"])  # [B,C,H,W]
         correlation = pearson(recon.flatten(1), self.space.to_pixels(x).flatten(1))
         parts = bt.backward_one_hot(trace, z.shape[1:], channels, positions, p["value"]).view(b, k, -1)
         parts = torch.nn.functional.normalize(parts, dim=2).cpu().numpy()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backtrack import Backtracker, one_hot_maps, top_channels
+from ..backtrack import Backtracker, spatial, top_channels
 from .base import METRICS, Metric, pearson
 
 
@@ -45,15 +45,14 @@ class Synthesis(Metric):
         with torch.no_grad():
             pred = model(x).argmax(1)
         z, trace = bt.forward(x)
-        z4 = z if z.ndim == 4 else z.reshape(*z.shape[:2], 1, 1)
+        z4 = spatial(z)
         tgt = partners(pred.cpu()).to(x.device)
         valid = tgt >= 0
         tgt = torch.where(valid, tgt, torch.arange(len(x), device=x.device))
         values, channels, _ = top_channels(z4[tgt], p["k"])  # the target's salient channels and strengths
         source_pos = z4.flatten(2).argmax(2).gather(1, channels)  # ... placed where the source peaks
         b, k = channels.shape
-        ztr = one_hot_maps(z4.shape[1:], channels, source_pos, values * p["value"]).view(b, k, -1).sum(1)
-        adv = bt.backward(ztr.view(b, *z.shape[1:]), trace)
+        adv = bt.backward_combined(trace, z.shape[1:], channels, source_pos, values * p["value"])
         src_px = self.space.to_pixels(x)
         flat = adv.flatten(1)
         flat = (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp(min=1e-12)

@@ -22,12 +22,4 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.list(pattern)
 
 
-def feature_layer(model: nn.Module) -> str:
-    """The name of the model's feature layer, or a clear error when it has none."""
-    name = getattr(model, "feature_layer", "")
-    if not name:
-        raise XbenchError(f"{type(model).__name__} names no feature layer; pass layer=... explicitly")
-    return name
-
-
-__all__ = ["MODELS", "ChainModel", "CHAIN_LAYERS", "create_model", "list_models", "feature_layer"]
+__all__ = ["MODELS", "ChainModel", "CHAIN_LAYERS", "create_model", "list_models"]
