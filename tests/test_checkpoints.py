@@ -1,6 +1,7 @@
 """Checkpoints: atomic, safe to load, clear errors on anything that is not a complete xbench checkpoint."""
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
@@ -61,3 +62,15 @@ def test_atomic_text_and_jsonl(tmp_path):
     append_jsonl(tmp_path / "r.jsonl", [{"x": 2}, {"y": "z"}])
     assert read_jsonl(tmp_path / "r.jsonl") == [{"x": 1.5}, {"x": 2}, {"y": "z"}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "r.jsonl"]
+
+
+def test_atomic_writes_get_the_umask_permissions_of_a_plain_open(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "a.txt").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o640

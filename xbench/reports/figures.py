@@ -41,7 +41,8 @@ def saliency_grid(pixels: np.ndarray, maps: Mapping[str, np.ndarray], path: str 
     """Rows = images; columns = the image, then one column per interpreter. ``pixels`` is [n,H,W,C] in [0,1]."""
     n = len(pixels)
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(1.35 * cols, 1.35 * n + 0.4), squeeze=False)
+    fig, axes = plt.subplots(n, cols, figsize=(1.35 * cols, 1.35 * n + 0.4), squeeze=False,
+                             layout="constrained")  # keeps the title next to the grid
     for r in range(n):
         img = np.clip(pixels[r], 0, 1)
         axes[r, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
@@ -129,7 +130,8 @@ def gram_histograms(hists: Mapping[str, Mapping[str, np.ndarray]], edges: np.nda
 def image_rows(rows: Mapping[str, np.ndarray], path: str | Path, title: str) -> Path:
     """Labelled rows of images ([n,C,H,W], any scale: each image min-max scaled for display)."""
     n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.35 * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.35 * len(rows) + 0.4),
+                             squeeze=False, layout="constrained")
     for r, (label, imgs) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r, c]
