@@ -40,3 +40,17 @@ def test_train_prints_accuracies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sgd: held-out accuracy" in out and "bort-s: held-out accuracy" in out and "over 2 seed(s)" in out
     assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_warnings_are_one_line_and_only_while_the_command_runs(monkeypatch, capsys):
+    import warnings
+
+    import xbench.cli as cli
+
+    def noisy(args):
+        warnings.warn("cam: something worth knowing")
+
+    monkeypatch.setattr(cli, "_cmd_list", noisy)
+    assert cli.main(["list", "models"]) == 0
+    assert capsys.readouterr().err == "xbench: warning: cam: something worth knowing\n"
+    assert warnings.showwarning is not cli._one_line_warning

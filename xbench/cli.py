@@ -8,6 +8,7 @@ import argparse
 import fnmatch
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 from .errors import XbenchError
@@ -189,11 +190,18 @@ def _cmd_report(a: argparse.Namespace) -> None:
     print(f"wrote {', '.join(result.files)}")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the command line read like its errors: one line, no source excerpt."""
+    print(f"xbench: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
-        {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
-         "report": _cmd_report}[args.command](args)
+        with warnings.catch_warnings():  # restores the library's warning display when the command returns
+            warnings.showwarning = _one_line_warning
+            args = _parser().parse_args(argv)
+            {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
+             "report": _cmd_report}[args.command](args)
     except XbenchError as err:
         print(f"xbench: error: {err}", file=sys.stderr)
         return 2
