@@ -21,6 +21,7 @@ from xbench.interpreters.sat import sat_by_loop
 from xbench.interpreters.xrai import segments_for
 from xbench.interpreters._pair import to_hwc
 from xbench.models import create_model
+from xbench.space import inputs_per_pass
 from xbench.train import resolve_device
 
 from _timing import timed
@@ -60,7 +61,7 @@ def main() -> None:
         rise = create_interpreter("rise", model, data.space)
         t_rise, _ = timed(lambda: rise.attribute(x, target), device)
         masks = rise_masks(0, rise.hparams["n_masks"], rise.hparams["grid"], rise.hparams["p"], 28, 28, device)
-        per_pass = rise.hparams["batch_size"] // len(x)
+        per_pass = max(1, inputs_per_pass(rise.hparams["batch_size"], tuple(x.shape[1:])) // len(x))
         size = len(x) * per_pass
         # distinct ready-made batches, cycled, so the bare passes do not run from one cache-warm tensor
         pool = [x[(torch.arange(size, device=device) * 7 + k) % len(x)] for k in range(4)]

@@ -23,7 +23,7 @@ import torch
 from xbench.data import create_dataset
 from xbench.metrics import create_metric
 from xbench.models import create_model
-from xbench.space import InputSpace
+from xbench.space import InputSpace, inputs_per_pass
 from xbench.train import resolve_device
 
 from _timing import timed
@@ -37,7 +37,7 @@ def ours_vs_bare(model, space, x, maps, device, step=None):
     metrics = [create_metric(m, space, step=step) for m in ("deletion", "insertion")]
     ours, _ = timed(lambda: [m(model, x, None, maps) for m in metrics], device)
     n_points = metrics[0].protocol(tuple(x.shape[1:]))["n_points"]
-    per_pass = metrics[0].params["batch_size"]
+    per_pass = inputs_per_pass(metrics[0].params["batch_size"], tuple(x.shape[1:]))
     images = max(1, per_pass // n_points)  # the metric scores whole images per pass, as many as fit
     size = images * n_points
     total = len(x) * n_points

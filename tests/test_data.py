@@ -115,3 +115,11 @@ def test_space_round_trip_and_constants():
     black = space.constant(0.0, p)
     assert torch.allclose(black[0, :, 0, 0], torch.tensor([-2.5, -1.6, -1.0]))
     assert space.input_range(p) == pytest.approx(5.0)
+
+
+def test_inputs_per_pass_caps_count_and_values():
+    from xbench.space import PASS_ELEMENTS, inputs_per_pass
+
+    assert inputs_per_pass(2048, (1, 28, 28)) == 2048  # small inputs: the count cap
+    assert inputs_per_pass(2048, (3, 224, 224)) == PASS_ELEMENTS // (3 * 224 * 224)  # large inputs: the value cap
+    assert inputs_per_pass(2048, (3, 10_000, 10_000)) == 1  # never zero

@@ -8,8 +8,14 @@ spaces, so interpreters and metrics take an :class:`InputSpace` and convert expl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 import torch
+
+# Input values in one model pass (128 MiB of float32). Protocols that batch many perturbed copies (deletion and
+# insertion curves, RISE masks) stop at this as well as at their input count: at 3×224×224 a 2,048-input pass is
+# 1.2 GB and runs slower than the same work in passes of ~200 (measured in benchmarks/perturbation.py).
+PASS_ELEMENTS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -49,3 +55,8 @@ class InputSpace:
 
     def as_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def inputs_per_pass(limit: int, example_shape: tuple[int, ...]) -> int:
+    """How many inputs of ``example_shape`` (C,H,W) one model pass takes: at most ``limit`` and PASS_ELEMENTS values."""
+    return max(1, min(int(limit), PASS_ELEMENTS // max(1, prod(example_shape))))

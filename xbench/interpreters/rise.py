@@ -4,7 +4,8 @@ Masks follow the paper's recipe: N binary s×s grids with keep-probability p, up
 (s+1)·⌈H/s⌉ and cropped at a random shift. One seeded mask set per (seed, N, s, p, H, W) is generated once and
 reused for every image and model (fewer differences from chance between models). Masked images are
 ``mask · x`` in model input space (masked pixels = 0 = the dataset mean, as the paper does), scored by the softmax
-probability of the target class; the map is Σ_n score_n·M_n / (N·p).
+probability of the target class; the map is Σ_n score_n·M_n / (N·p). A forward pass takes at most ``batch_size``
+masked images and ``space.PASS_ELEMENTS`` input values.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from ..space import inputs_per_pass
 from .base import INTERPRETERS, Interpreter
 
 
@@ -46,7 +48,7 @@ class RISE(Interpreter):
         h = self.hparams
         b, c, height, width = x.shape
         masks = rise_masks(h["seed"], h["n_masks"], h["grid"], h["p"], height, width, x.device)
-        per_pass = max(1, h["batch_size"] // b)  # masks per forward pass, times b images
+        per_pass = max(1, inputs_per_pass(h["batch_size"], (c, height, width)) // b)  # masks per pass, × b images
         sal = torch.zeros(b, height * width, device=x.device)
         with torch.no_grad():
             for start in range(0, len(masks), per_pass):

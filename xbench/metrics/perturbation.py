@@ -10,7 +10,8 @@ of pixels changed, x ∈ [0, 1] (a partial last step gets its true width).
 Variants: ``score="logit_normalized"`` with ``auc="mean"`` is upstream Bort's (raw logit divided by the clean score,
 mean of the points — hence its negative AUCs); substrates ``zero``, ``blur``, ``mean`` (the clean image's channel
 means) and ``black`` (pixel-space 0). Every curve point of a chunk of images is built and scored in batches on the
-model's device; there is no Python loop per step or per image.
+model's device; there is no Python loop per step or per image. A pass takes the curve points of as many whole
+images as fit in ``batch_size`` inputs and ``space.PASS_ELEMENTS`` input values.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import XbenchError
+from ..space import inputs_per_pass
 from .base import METRICS, Metric
 
 SUBSTRATES = ("zero", "blur", "mean", "black")
@@ -117,7 +119,8 @@ class _Perturbation(Metric):
         with torch.no_grad():
             cls = model(x).argmax(1)
         out = torch.empty(b, n_points, device=x.device)
-        per_pass = max(1, int(self.params["batch_size"]) // n_points)  # whole images per pass: broadcast, no gathers
+        # whole images per pass (broadcast, no gathers), as many as the input budget allows
+        per_pass = max(1, inputs_per_pass(self.params["batch_size"], (c, h, w)) // n_points)
         buf = torch.empty(min(per_pass, b), n_points, c, h, w, dtype=x.dtype, device=x.device)  # reused every pass
         with torch.no_grad():
             for s in range(0, b, per_pass):
