@@ -15,7 +15,7 @@ import torch
 
 from xbench.checkpoints import load_checkpoint
 from xbench.data import Dataset
-from xbench.errors import XbenchError
+from xbench.errors import TrainingDiverged, XbenchError
 from xbench.train import TrainConfig, dbort_loss, load_run, train
 
 
@@ -127,3 +127,25 @@ def test_user_errors_leave_nothing_behind(tmp_path, kwargs, match):
     with pytest.raises(XbenchError, match=match):
         train(**{"out": out, "epochs": 1, **kwargs})
     assert not out.exists()
+
+
+def test_a_diverging_run_stops_at_its_last_finite_epoch_and_its_twin_finishes(tmp_path, capsys):
+    args = dict(model="lenet", data="fake", opt="sgd,bort-s", seeds=[0], epochs=3, out=tmp_path, progress=False,
+                bort_lambda=1e4)  # a Bort step of λ·Δ this large blows the weights up; plain SGD ignores λ
+    with pytest.raises(TrainingDiverged, match=r"1 run\(s\) diverged.*bort-s") as info:
+        train(**args)
+    sgd, bort = info.value.runs
+    assert sgd["diverged_at"] is None and sgd["epochs"] == 3
+    assert bort["diverged_at"] is not None and bort["epochs"] == bort["diverged_at"] - 1
+    if bort["epochs"]:  # the kept checkpoint is the last finite epoch, never NaN weights
+        state = load_checkpoint(Path(bort["run_dir"]) / "model.pt")
+        assert state["epoch"] == bort["epochs"]
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+    from xbench.cli import main
+
+    cli_args = ["train", "--data", "fake", "--opt", "sgd,bort-s", "--epochs", "3", "--bort-lambda", "1e4",
+                "--quiet", "--out", str(tmp_path)]
+    assert main(cli_args) == 2
+    captured = capsys.readouterr()
+    assert f"diverged in epoch {bort['diverged_at']}" in captured.out  # the table is still printed
+    assert captured.err.count("\n") == 1 and captured.err.startswith("xbench: error: 1 run(s) diverged")

@@ -11,7 +11,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from .errors import XbenchError
+from .errors import TrainingDiverged, XbenchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,16 +124,27 @@ def _cmd_train(a: argparse.Namespace) -> None:
     dbort = None
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
-    runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
-                 data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
-                 epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=a.weight_decay,
-                 momentum=a.momentum, bort_lambda=a.bort_lambda, bort_mode=a.bort_mode,
-                 bort_amplitude=a.bort_amplitude, dbort=dbort, model_kwargs=model_kwargs)
+    try:
+        runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
+                     data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
+                     epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=a.weight_decay,
+                     momentum=a.momentum, bort_lambda=a.bort_lambda, bort_mode=a.bort_mode,
+                     bort_amplitude=a.bort_amplitude, dbort=dbort, model_kwargs=model_kwargs)
+    except TrainingDiverged as err:
+        _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
+        raise
+    _print_runs(runs)
+
+
+def _print_runs(runs: list[dict]) -> None:
     print(f"{'run':<48} {'epochs':>6} {'held-out acc':>12} {'ortho err':>10}")
     for r in runs:
-        print(f"{r['run_id']:<48} {r['epochs']:>6} {100 * r['heldout_acc']:>11.2f}% {r['ortho_error']:>10.4f}")
+        note = f"  diverged in epoch {r['diverged_at']}" if r.get("diverged_at") else ""
+        print(f"{r['run_id']:<48} {r['epochs']:>6} {100 * r['heldout_acc']:>11.2f}% {r['ortho_error']:>10.4f}{note}")
     by_opt: dict[str, list[float]] = {}
     for r in runs:
+        if r.get("diverged_at"):
+            continue
         by_opt.setdefault(r["opt"], []).append(100 * r["heldout_acc"])
     for opt, accs in by_opt.items():
         mean = sum(accs) / len(accs)

@@ -15,3 +15,11 @@ class UnknownNameError(XbenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingDiverged(XbenchError):
+    """Some runs hit a non-finite loss or weights; every other run finished. ``runs`` holds all run summaries."""
+
+    def __init__(self, message: str, runs: list[dict]):
+        super().__init__(message)
+        self.runs = runs

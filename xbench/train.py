@@ -6,7 +6,9 @@
 Defaults are the Bort paper's Table 1 recipe for MNIST/CIFAR: lr 0.01, no schedule, 40 epochs, batch 256, no
 augmentation, weight decay 0.01, λ 0.1, momentum 0. Every run lives in ``<out>/<run_id>/`` with ``config.json``,
 ``model.pt`` (the checkpoint, saved atomically after every epoch) and ``train_log.csv``. Re-running the same command
-resumes each run from its last complete epoch; a finished run is skipped.
+resumes each run from its last complete epoch; a finished run is skipped. A run whose loss or weights turn
+non-finite stops there, keeping its last finite epoch; the other runs go on, and ``train`` then raises
+:class:`~xbench.errors.TrainingDiverged` (its ``runs`` holds every summary).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 import time
@@ -29,7 +32,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from .data import DATASETS, Dataset, create_dataset
-from .errors import XbenchError
+from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
 from .layers import mean_orthogonality_error
 from .models import MODELS, create_model
@@ -188,10 +191,11 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
 
     n = len(data.train)
     steps = (n + config.batch_size - 1) // config.batch_size
+    diverged_at = None
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         model.train()
-        total_loss, correct = 0.0, 0
+        total_loss, correct, step_loss = 0.0, 0, 0.0
         bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if progress is None else not progress, file=sys.stderr)
         for x, y in data.batches("train", epoch_order(config.seed, epoch, n), config.batch_size, device):
@@ -199,13 +203,20 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             loss = F.cross_entropy(logits, y)
             if config.dbort is not None:
                 loss = loss + dbort_loss(logits, *config.dbort)
+            step_loss = float(loss.detach())  # the sync the running loss needs anyway
+            if not math.isfinite(step_loss):
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total_loss += float(loss.detach()) * len(y)
+            total_loss += step_loss * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
             bar.update()
         bar.close()
+        if not math.isfinite(step_loss) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            # Keep the checkpoint of the last finite epoch; training on would only write NaN weights.
+            diverged_at = epoch + 1
+            break
         log.append({"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n,
                     "heldout_acc": accuracy(model, data, "heldout", device),
                     "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})
@@ -217,7 +228,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
     return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "seed": config.seed,
             "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
             "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
-            "resumed_from": start}
+            "resumed_from": start, "diverged_at": diverged_at}
 
 
 def _as_list(value: str | int | Iterable) -> list:
@@ -251,7 +262,13 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
     dev = resolve_device(device)
     dataset = create_dataset(data, root=data_root, download=download)
     build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
-    return [train_run(c, dataset, out, dev, progress) for c in configs]
+    runs = [train_run(c, dataset, out, dev, progress) for c in configs]
+    diverged = [r for r in runs if r["diverged_at"]]
+    if diverged:
+        names = ", ".join(f"{r['run_id']} at epoch {r['diverged_at']}" for r in diverged)
+        raise TrainingDiverged(f"{len(diverged)} run(s) diverged (non-finite loss or weights): {names}; each keeps "
+                               f"its last finite epoch; try a lower --lr or --bort-lambda", runs)
+    return runs
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str | None = None):
