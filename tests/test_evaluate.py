@@ -14,7 +14,7 @@ from xbench.fileio import read_jsonl
 
 RECORD_FIELDS = {"run_id", "pair_id", "model", "dataset", "optimizer", "seed", "interpreter", "interp_hparams",
                  "metric", "metric_params", "n", "mean", "std", "scores_file", "xbench_version", "created_at",
-                 "higher_is_better", "category", "score", "layer"}
+                 "higher_is_better", "category", "score", "layer", "heldout_acc", "epochs_done", "checkpoint_sha256"}
 
 
 @pytest.fixture(scope="module")

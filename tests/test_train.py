@@ -141,6 +141,8 @@ def test_a_diverging_run_stops_at_its_last_finite_epoch_and_its_twin_finishes(tm
         state = load_checkpoint(Path(bort["run_dir"]) / "model.pt")
         assert state["epoch"] == bort["epochs"]
         assert all(torch.isfinite(v).all() for v in state["model"].values())
+        with pytest.warns(UserWarning, match=f"has {bort['epochs']} of its 3 epochs"):
+            load_run(bort["run_dir"])  # explain and evaluate say so too
     from xbench.cli import main
 
     cli_args = ["train", "--data", "fake", "--opt", "sgd,bort-s", "--epochs", "3", "--bort-lambda", "1e4",

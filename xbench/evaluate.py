@@ -58,6 +58,7 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
         for k in ("bort_lambda", "bort_mode", "bort_amplitude"):
             out[k] = None
     out["heldout_acc"] = cfg.get("heldout_acc")
+    out["epochs_done"] = cfg.get("epochs_done")
     out["checkpoint_sha256"] = _sha256(Path(run) / CHECKPOINT_NAME)
     return out
 

@@ -20,6 +20,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -284,4 +285,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str
     last = state["log"][-1] if state["log"] else {}
     cfg = {**cfg, "epochs_done": state["epoch"], "heldout_acc": last.get("heldout_acc"),
            "ortho_error": last.get("ortho_error")}
+    if state["epoch"] < cfg["epochs"]:  # killed, still training, or diverged: results would describe another model
+        warnings.warn(f"{cfg['run_id']} has {state['epoch']} of its {cfg['epochs']} epochs; run `xbench train` "
+                      f"with the same settings to finish it", stacklevel=2)
     return model, dataset, cfg
