@@ -214,7 +214,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             correct += int((logits.detach().argmax(1) == y).sum())
             bar.update()
         bar.close()
-        if not math.isfinite(step_loss) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()  # one device sync
+        if not math.isfinite(step_loss) or not bool(finite):
             # Keep the checkpoint of the last finite epoch; training on would only write NaN weights.
             diverged_at = epoch + 1
             break
