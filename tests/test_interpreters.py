@@ -62,7 +62,7 @@ def test_contract(name, setting):
     assert not model.training and _no_hooks(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     record = interp.record()
-    assert record["interpreter"] == name and set(interp.defaults) <= set(record["interp_hparams"])
+    assert record["interpreter"] == name and set(interp.settings) <= set(record["interp_hparams"])
     assert interp.key == _make(name, model, space).key  # same settings, same cache key
 
 

@@ -140,8 +140,9 @@ def test_biases_are_not_constrained():
 @pytest.mark.parametrize("name", OPTIMIZERS.list())
 def test_state_dict_round_trip(name):
     """Save after 5 steps, load into a fresh optimizer, continue: the same as never stopping."""
-    full, _ = _run(name, steps=10, lr=0.01, weight_decay=0.01, momentum=0.9 if "s" in name else 0.0)
-    half, opt = _run(name, steps=5, lr=0.01, weight_decay=0.01, momentum=0.9 if "s" in name else 0.0)
+    mom = {"momentum": 0.9} if "momentum" in OPTIMIZERS.settings(name) else {}
+    full, _ = _run(name, steps=10, lr=0.01, weight_decay=0.01, **mom)
+    half, opt = _run(name, steps=5, lr=0.01, weight_decay=0.01, **mom)
     model2 = copy.deepcopy(half)
     opt2 = create_optimizer(name, model2, lr=0.5, weight_decay=0.3)  # wrong settings, overwritten by the load
     opt2.load_state_dict(opt.state_dict())

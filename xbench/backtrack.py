@@ -29,8 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import XbenchError
+from .settings import Setting
 
 RELU_RULES = ("guided", "plain", "none")
+RELU = Setting("guided", "ReLU rule of the backtracking g: guided (A.4), plain (forward mask only) or none",
+               choices=RELU_RULES)
 
 
 @dataclass

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import importlib
+import inspect
 import sys
 import warnings
 from typing import Sequence
 
 from .errors import TrainingDiverged, XbenchError
+from .registry import FAMILIES, family
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,18 +20,11 @@ class _Parser(argparse.ArgumentParser):
         raise XbenchError(f"{message} (see `{self.prog} --help`)")
 
 
-def _kv(text: str) -> tuple[str, object]:
-    """``key=value`` with the value parsed as int, float, bool or kept as text."""
+def _kv(text: str) -> tuple[str, str]:
+    """``key=value``; the value stays text and is parsed by the declared type of the setting it names."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, not {text!r}")
-    for cast in (int, float):
-        try:
-            return key.replace("-", "_"), cast(value)
-        except ValueError:
-            pass
-    if value.lower() in ("true", "false"):
-        return key.replace("-", "_"), value.lower() == "true"
     return key.replace("-", "_"), value
 
 
@@ -41,66 +35,95 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
 
 
-def _amplitude(text: str) -> float | str:
-    return text if text == "ada" else float(text)
+def _default(func, name: str):
+    """A library function's own default: the one place it is declared."""
+    return inspect.signature(func).parameters[name].default
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="xbench", description="Explainability benchmarking for PyTorch: paired SGD/Bort training, "
-                                           "interpreters, metrics, leaderboards.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _setting_flag(g, name: str, setting, *aliases: str) -> None:
+    """A flag whose default, range and help come from a declared Setting; the value is checked by the library."""
+    g.add_argument(f"--{name.replace('_', '-')}", *aliases, dest=name, default=None, metavar=name.upper(),
+                   help=f"{setting.help} (default: {setting.default}; {setting.allowed()})")
 
-    t = sub.add_parser("train", help="train paired runs (one per optimizer and seed)")
+
+def _train_flags(t: argparse.ArgumentParser) -> None:
+    from .train import TRAIN_SETTINGS, train
+
     g = t.add_argument_group("what to train")
-    g.add_argument("--model", default="lenet", help="model name (default: lenet); see `xbench list models`")
-    g.add_argument("--data", default="mnist10k", help="dataset name (default: mnist10k)")
-    g.add_argument("--opt", default="sgd,bort-s", help="optimizers, comma separated (default: sgd,bort-s)")
+    g.add_argument("--model", default=_default(train, "model"), help="model name; see `xbench list models` (default: %(default)s)")
+    g.add_argument("--data", default=_default(train, "data"), help="dataset name; see `xbench list datasets` (default: %(default)s)")
+    g.add_argument("--opt", default=_default(train, "opt"), help="optimizers, comma separated (default: %(default)s)")
     g.add_argument("--seeds", default="0", help="seeds, comma separated (default: 0)")
-    g.add_argument("--width", type=float, default=None, help="channel width multiplier (acnn models)")
+    g.add_argument("--width", default=None, help="channel width multiplier (acnn models; same as --model-arg width=)")
     g.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra model argument, e.g. shape=3x500 for mlp (repeatable)")
+                   help="model setting, e.g. shape=3x500 for mlp (repeatable; `xbench list models -v`)")
     g = t.add_argument_group("recipe (defaults: the Bort paper's Table 1)")
-    g.add_argument("--epochs", type=int, default=40, help="epochs (default: 40)")
-    g.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
-    g.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="weight decay on Conv/Linear weights (default: 0.01)")
-    g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
-    g.add_argument("--bort-lambda", "--lambda", type=float, default=0.1, help="Bort λ (default: 0.1)")
-    g.add_argument("--bort-mode", default="l2", choices=["l2", "l1"], help="Bort penalty (default: l2)")
-    g.add_argument("--bort-amplitude", type=_amplitude, default=1.0, help="Bort amplitude a, or 'ada' (default: 1)")
+    for name, setting in TRAIN_SETTINGS.items():
+        if name != "seed":
+            _setting_flag(g, name, setting, *(["--lambda"] if name == "bort_lambda" else []))
     g.add_argument("--dbort", type=_floats, default=None, metavar="LAMBDA_D[,BETA]",
                    help="DBort auxiliary loss −λ_D·mean(logits²)^β (β defaults to 0.1)")
     _common(t, data=True)
 
-    e = sub.add_parser("explain", help="saliency maps for held-out images of trained runs (cached)")
+
+def _explain_flags(e: argparse.ArgumentParser) -> None:
+    from .explain import explain
+
     e.add_argument("--run", "--runs", dest="runs", required=True, help="run folder(s); wildcards allowed")
-    e.add_argument("--interp", default="all", help="interpreters, comma separated or 'all' (default: all)")
-    e.add_argument("--n", type=int, default=64, help="number of held-out images (default: 64)")
+    e.add_argument("--interp", default=_default(explain, "interps"), help="interpreters, comma separated or 'all' (default: %(default)s)")
+    e.add_argument("--n", type=int, default=_default(explain, "n"), help="number of held-out images (default: %(default)s)")
     e.add_argument("--hparam", type=_kv, action="append", default=[], metavar="INTERP.KEY=VALUE",
-                   help="interpreter setting, e.g. rise.n_masks=2000 (repeatable)")
-    e.add_argument("--batch-size", type=int, default=32, help="images per interpreter call (default: 32)")
+                   help="interpreter setting, e.g. rise.n_masks=2000 (repeatable; `xbench list interpreters -v`)")
+    e.add_argument("--batch-size", type=int, default=_default(explain, "batch_size"),
+                   help="images per interpreter call (default: %(default)s; memory only: maps do not depend on it)")
     _common(e, data=True, out=False)
 
-    v = sub.add_parser("evaluate", help="score maps and models; append records to results.jsonl")
+
+def _evaluate_flags(v: argparse.ArgumentParser) -> None:
+    from .evaluate import evaluate
+
     v.add_argument("--runs", required=True, help="run folders, wildcards allowed (e.g. 'checkpoints/*')")
     v.add_argument("--interp", default=None, help="interpreters for map metrics ('all' for every one)")
     v.add_argument("--metric", default=None, help="metrics, comma separated (default: every metric that applies)")
-    v.add_argument("--n", type=int, default=100, help="number of held-out images (default: 100)")
+    v.add_argument("--n", type=int, default=_default(evaluate, "n"), help="number of held-out images (default: %(default)s)")
     v.add_argument("--hparam", type=_kv, action="append", default=[], metavar="NAME.KEY=VALUE",
-                   help="interpreter or metric setting, e.g. deletion.step=20 (repeatable)")
+                   help="interpreter or metric setting, e.g. deletion.step=20 (repeatable; `xbench list metrics -v`)")
     v.add_argument("--force", action="store_true", help="recompute records that already exist")
-    v.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
-    _common(v, data=True, out="reports")
+    v.add_argument("--batch-size", type=int, default=_default(evaluate, "batch_size"),
+                   help="images per batch (default: %(default)s; memory only: scores do not depend on it)")
+    _common(v, data=True, out=_default(evaluate, "out"))
 
-    r = sub.add_parser("report", help="leaderboard.csv/html, pairs.csv and figures from results.jsonl")
+
+def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--results", default=None, help="results file (default: <out>/results.jsonl)")
     r.add_argument("--out", default="reports", help="report folder (default: reports)")
     r.add_argument("--no-figures", action="store_true", help="tables only")
     r.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
 
-    ls = sub.add_parser("list", help="list registered names")
-    ls.add_argument("family", choices=["models", "optimizers", "datasets", "interpreters", "metrics"])
+
+def _list_flags(ls: argparse.ArgumentParser) -> None:
+    ls.add_argument("family", choices=list(FAMILIES))
     ls.add_argument("pattern", nargs="?", default="*", help="wildcard filter (default: *)")
+    ls.add_argument("-v", "--verbose", action="store_true", help="each entry's settings: type, default, range, help")
+
+
+COMMANDS = {  # name: (help, flags); a command's flags are built only when it runs (they may import torch)
+    "train": ("train paired runs (one per optimizer and seed)", _train_flags),
+    "explain": ("saliency maps for held-out images of trained runs (cached)", _explain_flags),
+    "evaluate": ("score maps and models; append records to results.jsonl", _evaluate_flags),
+    "report": ("leaderboard.csv/html, pairs.csv and figures from results.jsonl", _report_flags),
+    "list": ("list registered names (-v: with their settings)", _list_flags),
+}
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    p = _Parser(prog="xbench", description="Explainability benchmarking for PyTorch: paired SGD/Bort training, "
+                                           "interpreters, metrics, leaderboards.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (text, flags) in COMMANDS.items():
+        q = sub.add_parser(name, help=text)
+        if name == command:
+            flags(q)
     return p
 
 
@@ -116,7 +139,7 @@ def _common(p: argparse.ArgumentParser, data: bool = False, out: str | bool = "c
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from .train import train
+    from .train import TRAIN_SETTINGS, train
 
     model_kwargs = dict(a.model_arg)
     if a.width is not None:
@@ -124,12 +147,11 @@ def _cmd_train(a: argparse.Namespace) -> None:
     dbort = None
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
+    recipe = {k: getattr(a, k) for k in TRAIN_SETTINGS if k != "seed" and getattr(a, k) is not None}
     try:
         runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
                      data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
-                     epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, weight_decay=a.weight_decay,
-                     momentum=a.momentum, bort_lambda=a.bort_lambda, bort_mode=a.bort_mode,
-                     bort_amplitude=a.bort_amplitude, dbort=dbort, model_kwargs=model_kwargs)
+                     dbort=dbort, model_kwargs=model_kwargs, **recipe)
     except TrainingDiverged as err:
         _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
         raise
@@ -153,15 +175,15 @@ def _print_runs(runs: list[dict]) -> None:
 
 
 def _cmd_list(a: argparse.Namespace) -> None:
-    module, registry = {"models": ("xbench.models", "MODELS"), "optimizers": ("xbench.optim", "OPTIMIZERS"),
-                        "datasets": ("xbench.data", "DATASETS"),
-                        "interpreters": ("xbench.interpreters", "INTERPRETERS"),
-                        "metrics": ("xbench.metrics", "METRICS")}[a.family]
-    reg = getattr(importlib.import_module(module), registry)
+    reg = family(a.family)
     rows = [(n, d) for n, d in reg.describe() if fnmatch.fnmatchcase(n.split(":")[0], a.pattern)]
     width = max((len(n) for n, _ in rows), default=0)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")
+        if a.verbose:
+            for setting, kind, default, allowed, text in reg.describe_settings(name.split(":")[0]):
+                print(f"    {setting:<20} {kind:<10} default {default:<14} {allowed}")
+                print(f"    {'':<20} {text}")
 
 
 def _hparams(pairs: list[tuple[str, object]]) -> dict[str, dict]:
@@ -210,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores the library's warning display when the command returns
             warnings.showwarning = _one_line_warning
-            args = _parser().parse_args(argv)
+            argv = list(sys.argv[1:] if argv is None else argv)
+            args = _parser(argv[0] if argv else None).parse_args(argv)
             {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
              "report": _cmd_report}[args.command](args)
     except XbenchError as err:

@@ -66,8 +66,8 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
 def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None,
                  batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run a metric over all examples in batches: (scores per name [N] or [N,L], details)."""
-    if not metric.needs_data:
-        scores = metric(model, x[:1], y[:1], None)
+    if not metric.needs_data or metric.needs_all:  # weights only, or pairs examples: one call, batched inside
+        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)))
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
@@ -133,12 +133,16 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         raise XbenchError(f"settings given for names not asked for: {', '.join(sorted(unknown))}")
     if n < 1:
         raise XbenchError(f"--n must be at least 1, not {n}")
+    for name in interp_names:  # every setting checked before any run is loaded or any file written
+        INTERPRETERS.check(name, hparams.get(name, {}))
+    for name in metric_names:
+        METRICS.check(name, hparams.get(name, {}))
     run_dirs = resolve_runs(runs)
     check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
-    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"], r["n_requested"])
-            for r in read_jsonl(results)}
+    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
+                     r.get("n_used", r["n_requested"])) for r in read_jsonl(results)}
     dev = resolve_device(device)
     written, skipped = 0, 0
     for run in run_dirs:
@@ -160,7 +164,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 skipped += 1
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
-                                     "target_rule": "prediction", "n_requested": len(x), "device": str(dev)}
+                                     "target_rule": "prediction", "n_requested": n, "n_used": len(x),
+                                     "device": str(dev)}
             maps = None
             if interp:
                 if interp not in loaded:

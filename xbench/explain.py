@@ -13,6 +13,7 @@ import glob
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -80,6 +81,9 @@ def heldout_examples(model: torch.nn.Module, data: Dataset, n: int, device: torc
     """The first n held-out images (model input space) with labels and the model's predictions."""
     if n < 1:
         raise XbenchError(f"--n must be at least 1, not {n}")
+    if n > len(data.heldout):
+        warnings.warn(f"--n {n} is more than the {len(data.heldout)} held-out images of {data.name}; using "
+                      f"{len(data.heldout)}", stacklevel=2)
     idx = torch.arange(min(n, len(data.heldout)))
     x, y = data.inputs("heldout", idx, device)
     with torch.no_grad():
@@ -126,6 +130,8 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
     unknown = set(hparams) - set(names)
     if unknown:
         raise XbenchError(f"settings given for interpreters not asked for: {', '.join(sorted(unknown))}")
+    for name in names:  # every setting checked before any run is loaded or any file written
+        INTERPRETERS.check(name, hparams.get(name, {}))
     run_dirs = resolve_runs(runs)
     dev = resolve_device(device)
     lines = []

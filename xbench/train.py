@@ -37,10 +37,16 @@ from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
 from .layers import mean_orthogonality_error
 from .models import MODELS, create_model
-from .optim import MODES, OPTIMIZERS, check_amplitude, create_optimizer, is_bort
+from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
+from .settings import Setting, check
 
 LOG_COLUMNS = ["epoch", "loss", "train_acc", "heldout_acc", "ortho_error", "seconds"]
 OPTIMIZER_FIELDS = ("opt", "bort_lambda", "bort_mode", "bort_amplitude")  # what may differ inside a pair
+
+
+def _setting(setting: Setting):
+    """A TrainConfig field declared by its Setting (the CLI's flags and their help are built from these)."""
+    return field(default=setting.default, metadata={"setting": setting})
 
 
 @dataclass
@@ -50,15 +56,16 @@ class TrainConfig:
     model: str = "lenet"
     data: str = "mnist10k"
     opt: str = "sgd"
-    seed: int = 0
-    epochs: int = 40
-    lr: float = 0.01
-    batch_size: int = 256
-    weight_decay: float = 0.01
-    momentum: float = 0.0
-    bort_lambda: float = 0.1
-    bort_mode: str = "l2"
-    bort_amplitude: float | str = 1.0
+    seed: int = _setting(Setting(0, "seed of the initial weights and the data order", range="[0, inf)"))
+    epochs: int = _setting(Setting(40, "epochs (not part of a run's identity: a run can be extended)",
+                                   range="[1, inf)"))
+    lr: float = _setting(OPT_SETTINGS["lr"])
+    batch_size: int = _setting(Setting(256, "training batch size", range="[1, inf)"))
+    weight_decay: float = _setting(OPT_SETTINGS["weight_decay"])
+    momentum: float = _setting(OPT_SETTINGS["momentum"])
+    bort_lambda: float = _setting(OPT_SETTINGS["bort_lambda"])
+    bort_mode: str = _setting(OPT_SETTINGS["bort_mode"])
+    bort_amplitude: float | str = _setting(OPT_SETTINGS["bort_amplitude"])
     dbort: list[float] | None = None  # [λ_D, β]; None = off
     model_kwargs: dict = field(default_factory=dict)
 
@@ -84,26 +91,32 @@ class TrainConfig:
         return _digest(d)
 
     def validate(self) -> None:
-        """Raise XbenchError for anything a user could have mistyped, before any file is written."""
+        """Parse and check every setting (text from the CLI or a study becomes typed); XbenchError before any file."""
         MODELS.get(self.model)
         DATASETS.get(self.data)
         OPTIMIZERS.get(self.opt)
-        for name, value, ok in [("epochs", self.epochs, self.epochs >= 1), ("lr", self.lr, self.lr > 0),
-                                ("batch size", self.batch_size, self.batch_size >= 1),
-                                ("weight decay", self.weight_decay, self.weight_decay >= 0),
-                                ("momentum", self.momentum, 0 <= self.momentum < 1),
-                                ("bort lambda", self.bort_lambda, self.bort_lambda >= 0),
-                                ("seed", self.seed, self.seed >= 0)]:
-            if not ok:
-                raise XbenchError(f"{name} {value!r} is out of range")
-        if self.bort_mode not in MODES:
-            raise XbenchError(f"bort mode must be one of {', '.join(MODES)}, not {self.bort_mode!r}")
-        try:
-            self.bort_amplitude = check_amplitude(self.bort_amplitude)
-        except ValueError as err:
-            raise XbenchError(str(err)) from None
-        if self.dbort is not None and (len(self.dbort) != 2 or self.dbort[0] < 0):
-            raise XbenchError(f"dbort takes λ_D[,β] with λ_D >= 0, not {self.dbort!r}")
+        for name, value in check("train", TRAIN_SETTINGS, {k: getattr(self, k) for k in TRAIN_SETTINGS}).items():
+            setattr(self, name, value)
+        given = check(f"model {self.model}", MODELS.settings(self.model), self.model_kwargs)
+        self.model_kwargs = {k: given[k] for k in self.model_kwargs}  # typed, so CLI and API runs share an id
+        if self.dbort is not None:
+            lam_beta = [_finite(v) for v in self.dbort]
+            if len(lam_beta) != 2 or lam_beta[0] < 0:
+                raise XbenchError(f"dbort takes λ_D[,β] with λ_D >= 0 and both finite, not {self.dbort!r}")
+            self.dbort = lam_beta
+
+
+TRAIN_SETTINGS = {f.name: f.metadata["setting"] for f in fields(TrainConfig) if "setting" in f.metadata}
+
+
+def _finite(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise XbenchError(f"train: dbort values must be finite numbers, not {text!r}")
+    return value
 
 
 def _digest(obj: Any) -> str:
@@ -146,9 +159,7 @@ def build(config: TrainConfig, data: Dataset, device: torch.device):
     """Model (seeded initial weights) and optimizer of a run."""
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.shape, data.num_classes, **config.model_kwargs).to(device)
-    opt = create_optimizer(config.opt, model, lr=config.lr, weight_decay=config.weight_decay,
-                           momentum=config.momentum, bort_lambda=config.bort_lambda, bort_mode=config.bort_mode,
-                           bort_amplitude=config.bort_amplitude)
+    opt = create_optimizer(config.opt, model, **{k: getattr(config, k) for k in OPTIMIZERS.settings(config.opt)})
     return model, opt
 
 

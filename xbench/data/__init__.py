@@ -6,9 +6,9 @@ from . import sources  # noqa: F401  (registers the datasets)
 from .sources import read_idx
 
 
-def create_dataset(name: str, root: str | None = None, download: bool = False) -> Dataset:
+def create_dataset(name: str, root: str | None = None, download: bool = False, **settings) -> Dataset:
     """Load a registered dataset by name (``mnist10k``, ``cifar10``, ``imagefolder:/path``, ``fake:3x32x32``)."""
-    return DATASETS.create(name, root=root, download=download)
+    return DATASETS.create(name, root=root, download=download, **settings)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:

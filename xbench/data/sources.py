@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import XbenchError
+from ..settings import Setting
 from ..space import InputSpace
 from .base import DATASETS, Dataset, FolderSplit, TensorSplit
 
@@ -141,9 +142,11 @@ def cifar10(root: str | None = None, download: bool = False) -> Dataset:
                    licence="MIT-style (Krizhevsky, 2009; no explicit licence)")
 
 
-@DATASETS.register("imagefolder", takes_arg=True)
-def imagefolder(path: str, root: str | None = None, download: bool = False, size: int = 224,
-                heldout_fraction: float = 0.2) -> Dataset:
+@DATASETS.register("imagefolder", takes_arg=True, settings={
+    "size": Setting(224, "side of the centre crop (images are resized to 8/7 of it first)", range="[8, inf)"),
+    "heldout_fraction": Setting(0.2, "held-out share when the folder has no train/ and val/", range="(0, 1)")})
+def imagefolder(path: str, root: str | None = None, download: bool = False, *, size: int,
+                heldout_fraction: float) -> Dataset:
     """An ImageNet-style folder of class sub-folders (train/ and val/ if present), resized to 256, 224 centre crops."""
     import torchvision
     from torchvision import transforms
@@ -177,9 +180,13 @@ def imagefolder(path: str, root: str | None = None, download: bool = False, size
                    extra={"classes": list(classes)})
 
 
-@DATASETS.register("fake", takes_arg=True)
-def fake(spec: str = "1x28x28", root: str | None = None, download: bool = False, n_train: int = 512,
-         n_heldout: int = 128, num_classes: int = 10, seed: int = 0) -> Dataset:
+@DATASETS.register("fake", takes_arg=True, settings={
+    "n_train": Setting(512, "training images", range="[1, inf)"),
+    "n_heldout": Setting(128, "held-out images", range="[1, inf)"),
+    "num_classes": Setting(10, "classes", range="[2, inf)"),
+    "seed": Setting(0, "generator seed", range="[0, inf)")})
+def fake(spec: str = "1x28x28", root: str | None = None, download: bool = False, *, n_train: int, n_heldout: int,
+         num_classes: int, seed: int) -> Dataset:
     """Generated, learnable data for tests: class-specific bright squares on noise; ``fake:CxHxW`` sets the shape."""
     try:
         c, h, w = (int(v) for v in spec.lower().split("x"))

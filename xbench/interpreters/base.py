@@ -5,7 +5,8 @@
 
 Maps are raw (signed, unnormalised), at input resolution, on x's device. Normalisation or abs happens once, on the
 metric side, for every method alike. ``model.eval()`` is the caller's promise and is checked. Every hyperparameter
-has a documented default in ``defaults`` and is recorded (``interp.hparams``) with every map.
+is declared in ``settings`` (type, default, range, description; ``settings.py``), checked on creation and recorded
+(``interp.hparams``) with every map; memory-only ones (batch sizes) stay out of the cache key.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..errors import XbenchError
 from ..registry import Registry
+from ..settings import Setting, check, keyed
 from ..space import InputSpace
 
 INTERPRETERS: Registry = Registry("interpreter")
@@ -28,18 +30,14 @@ class Interpreter:
     """Base class: validates inputs and hparams, owns hooks, records settings."""
 
     registry_name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
+    settings: ClassVar[dict[str, Setting]] = {}
     backend: ClassVar[str] = "xbench"  # the library doing the work: xbench, captum, saliency
     stochastic: ClassVar[bool] = False  # seeded randomness (RISE masks, SmoothGrad noise)
 
     def __init__(self, model: nn.Module, space: InputSpace | None = None, **hparams: Any):
-        unknown = set(hparams) - set(self.defaults)
-        if unknown:
-            raise XbenchError(f"{self.registry_name}: unknown setting(s) {', '.join(sorted(unknown))} "
-                              f"(known: {', '.join(sorted(self.defaults)) or 'none'})")
         self.model = model
         self.space = space or InputSpace()
-        self.hparams: dict[str, Any] = {**self.defaults, **hparams}
+        self.hparams: dict[str, Any] = check(f"interpreter {self.registry_name}", self.settings, hparams)
         self._handles: list[Any] = []
 
     # -- the contract ---------------------------------------------------------------------------------------
@@ -87,8 +85,8 @@ class Interpreter:
 
     @property
     def key(self) -> str:
-        """Short hash of (name, hparams): the cache key of this interpreter's maps."""
-        blob = json.dumps([self.registry_name, self.hparams], sort_keys=True, default=str)
+        """Short hash of (name, hparams but the memory-only ones): the cache key of this interpreter's maps."""
+        blob = json.dumps([self.registry_name, keyed(self.settings, self.hparams)], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

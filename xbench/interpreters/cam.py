@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import XbenchError
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, layer_of, upsample
 
 _PASS = (nn.Flatten, nn.Dropout, nn.Identity)
@@ -40,7 +41,8 @@ class CAM(Interpreter):
     (h·w)·Σ_k A_k·∂y_c/∂A_k, which equals CAM exactly on GAP+linear heads. ``strict=True`` refuses both.
     """
 
-    defaults = {"layer": None, "strict": False}
+    settings = {"layer": Setting(None, "feature layer by module name (default: the model's own feature layer)", str, optional=True),
+                "strict": Setting(False, "refuse heads that are not global-average-pool + linear")}
 
     def __init__(self, model, space=None, **hparams):
         super().__init__(model, space, **hparams)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, layer_of
 
 
@@ -11,7 +12,8 @@ from .base import INTERPRETERS, Interpreter, layer_of
 class GradCAM(Interpreter):
     """Grad-CAM at the feature layer (captum LayerGradCam, relu_attributions), bilinear upsampling to the input."""
 
-    defaults = {"layer": None, "relu": True}
+    settings = {"layer": Setting(None, "feature layer by module name (default: the model's own feature layer)", str, optional=True),
+                "relu": Setting(True, "ReLU the map (Grad-CAM's definition)")}
     backend = "captum"
 
     def __init__(self, model, space=None, **hparams):

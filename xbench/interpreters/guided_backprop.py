@@ -6,6 +6,7 @@ import warnings
 import torch
 from captum.attr import GuidedBackprop as _GBP
 
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, reduce_channels
 
 
@@ -13,7 +14,7 @@ from .base import INTERPRETERS, Interpreter, reduce_channels
 class GuidedBackprop(Interpreter):
     """Guided backprop (captum; overrides nn.ReLU modules), channels summed."""
 
-    defaults = {"reduce": "sum"}
+    settings = {"reduce": Setting("sum", "how channels become one map: sum (signed), abs (sum of |.|) or max", choices=("sum", "abs", "max"))}
     backend = "captum"
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,16 +13,21 @@ import torch
 
 import saliency.core as pair
 
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, reduce_channels
 from ._pair import call_model_function, guided_ig_numpy_shim, to_hwc
-from .ig import baseline_of
+from .ig import BASELINE, baseline_of
 
 
 @INTERPRETERS.register("guided_ig")
 class GuidedIG(Interpreter):
     """Guided IG (PAIR, numpy shim), black baseline in pixel space; upstream Bort's setting (25 steps, 0.5, 1.0)."""
 
-    defaults = {"x_steps": 25, "fraction": 0.5, "max_dist": 1.0, "baseline": "black", "reduce": "sum"}
+    settings = {"x_steps": Setting(25, "steps along the guided path", range="[1, inf)"),
+                "fraction": Setting(0.5, "fraction of features moved per step", range="(0, 1]"),
+                "max_dist": Setting(1.0, "largest L1 distance from the straight path, relative", range="[0, 1]"),
+                "baseline": BASELINE,
+                "reduce": Setting("sum", "how channels become one map: sum (signed), abs (sum of |.|) or max", choices=("sum", "abs", "max"))}
     backend = "saliency"
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

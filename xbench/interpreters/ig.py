@@ -5,9 +5,12 @@ import torch
 from captum.attr import IntegratedGradients
 
 from ..errors import XbenchError
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, reduce_channels
 
 BASELINES = {"black": 0.0, "white": 1.0}
+BASELINE = Setting("black", "baseline image: black or white in pixel space, zero in input space",
+                   choices=("black", "white", "zero"))
 
 
 def baseline_of(interp: Interpreter, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -27,8 +30,14 @@ class IG(Interpreter):
     for any number of images and steps.
     """
 
-    defaults = {"n_steps": 50, "method": "gausslegendre", "baseline": "black", "reduce": "sum",
-                "internal_batch_size": 512}
+    settings = {"n_steps": Setting(50, "integration steps", range="[1, inf)"),
+                "method": Setting("gausslegendre", "captum's integration rule",
+                                  choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
+                                           "riemann_middle")),
+                "baseline": BASELINE,
+                "reduce": Setting("sum", "how channels become one map: sum (signed), abs (sum of |.|) or max", choices=("sum", "abs", "max")),
+                "internal_batch_size": Setting(512, "inputs per forward pass (captum chunks the steps)",
+                                               range="[1, inf)", memory=True)}
     backend = "captum"
 
     def attributions(self, x: torch.Tensor, target: torch.Tensor, baseline: str | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from ..settings import Setting
 from ..space import inputs_per_pass
 from .base import INTERPRETERS, Interpreter
 
@@ -41,7 +42,13 @@ def rise_masks(seed: int, n: int, s: int, p: float, h: int, w: int, device: torc
 class RISE(Interpreter):
     """RISE: N random bilinear masks (s×s grid, keep-probability p, random shifts), softmax-weighted average."""
 
-    defaults = {"n_masks": 4000, "grid": 7, "p": 0.5, "seed": 0, "score": "softmax", "batch_size": 4096}
+    settings = {"n_masks": Setting(4000, "number of random masks", range="[1, inf)"),
+                "grid": Setting(7, "mask grid cells per side (s)", range="[1, inf)"),
+                "p": Setting(0.5, "keep-probability of a grid cell", range="(0, 1)"),
+                "seed": Setting(0, "seed of the mask set", range="[0, inf)"),
+                "score": Setting("softmax", "what a masked image scores: softmax probability or raw logit",
+                                 choices=("softmax", "logit")),
+                "batch_size": Setting(4096, "masked images per forward pass", range="[1, inf)", memory=True)}
     stochastic = True
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

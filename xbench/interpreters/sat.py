@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..backtrack import Backtracker, spatial, top_channels
+from ..backtrack import RELU, Backtracker, spatial, top_channels
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter
 
 
@@ -18,8 +19,13 @@ from .base import INTERPRETERS, Interpreter
 class SAT(Interpreter):
     """SAT: top-k feature channels, each backtracked from its maximum, binarised and weighted by its activation."""
 
-    defaults = {"k": 64, "value": 1000.0, "gamma": 3.0, "layer": None, "exclude_border": False, "relu": "guided",
-                "max_maps": 1024}
+    settings = {"k": Setting(64, "top feature channels tracked (capped at the channel count)", range="[1, inf)"),
+                "value": Setting(1000.0, "the constant B placed at each channel's maximum", range="(0, inf)"),
+                "gamma": Setting(3.0, "binarisation threshold: gamma times the map's mean", range="[0, inf)"),
+                "layer": Setting(None, "feature layer by module name (default: the model's own feature layer)", str, optional=True),
+                "exclude_border": Setting(False, "ignore maxima on the feature map's border"),
+                "relu": RELU,
+                "max_maps": Setting(1024, "channel maps backtracked per pass", range="[1, inf)", memory=True)}
 
     def __init__(self, model, space=None, **hparams):
         super().__init__(model, space, **hparams)

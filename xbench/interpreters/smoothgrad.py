@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter, reduce_channels
 
 
@@ -31,7 +32,11 @@ class _SharedNoiseTunnel(NoiseTunnel):
 class SmoothGrad(Interpreter):
     """SmoothGrad: mean gradient over Gaussian-noised copies (captum NoiseTunnel), σ a fraction of the input range."""
 
-    defaults = {"n_samples": 50, "noise_level": 0.15, "seed": 0, "reduce": "sum", "samples_per_batch": 25}
+    settings = {"n_samples": Setting(50, "noisy copies per image", range="[1, inf)"),
+                "noise_level": Setting(0.15, "noise sigma as a fraction of the input range", range="(0, inf)"),
+                "seed": Setting(0, "seed of the noise set", range="[0, inf)"),
+                "reduce": Setting("sum", "how channels become one map: sum (signed), abs (sum of |.|) or max", choices=("sum", "abs", "max")),
+                "samples_per_batch": Setting(25, "noisy copies per forward pass", range="[1, inf)", memory=True)}
     backend = "captum"
     stochastic = True
 

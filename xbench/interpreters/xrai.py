@@ -10,6 +10,7 @@ import torch
 import saliency.core as pair
 from saliency.core import xrai as pair_xrai
 
+from ..settings import Setting
 from .base import INTERPRETERS, Interpreter
 from ._pair import call_model_function, to_hwc
 from .ig import IG
@@ -40,7 +41,11 @@ class XRAI(Interpreter):
     lets PAIR compute IG itself through the adapter (slower, same definition up to its Riemann rule).
     """
 
-    defaults = {"steps": 100, "area_threshold": 1.0, "algorithm": "full", "ig_backend": "captum"}
+    settings = {"steps": Setting(100, "IG steps of the base attribution", range="[1, inf)"),
+                "area_threshold": Setting(1.0, "fraction of the image the regions may cover", range="(0, 1]"),
+                "algorithm": Setting("full", "PAIR's region search", choices=("full", "fast")),
+                "ig_backend": Setting("captum", "who computes the base IG: captum (batched) or PAIR itself",
+                                      choices=("captum", "pair"))}
     backend = "saliency"
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

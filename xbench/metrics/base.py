@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import XbenchError
 from ..registry import Registry
+from ..settings import Setting, check, keyed
 from ..space import InputSpace
 
 METRICS: Registry = Registry("metric")
@@ -38,15 +39,12 @@ class Metric:
     needs_data: ClassVar[bool] = True  # False: scores the weights only, called once per model
     example_details: ClassVar[tuple[str, ...]] = ()  # details with one row per example (joined across batches)
     scores: ClassVar[dict[str, bool]] = {}  # extra named scores → higher_is_better; empty = one score
-    defaults: ClassVar[dict[str, Any]] = {}
+    needs_all: ClassVar[bool] = False  # sees every example in one call (pairs examples), batches inside
+    settings: ClassVar[dict[str, Setting]] = {}
 
     def __init__(self, space: InputSpace | None = None, **params: Any):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise XbenchError(f"{self.registry_name}: unknown setting(s) {', '.join(sorted(unknown))} "
-                              f"(known: {', '.join(sorted(self.defaults)) or 'none'})")
         self.space = space or InputSpace()
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.params: dict[str, Any] = check(f"metric {self.registry_name}", self.settings, params)
         self.layer_names: list[str] = []
         self.details: dict[str, Any] = {}
 
@@ -78,7 +76,9 @@ class Metric:
         return dict(self.params)
 
     def key(self, shape: tuple[int, int, int]) -> str:
-        blob = json.dumps([self.registry_name, self.protocol(shape)], sort_keys=True, default=str)
+        """Short hash of the protocol without memory-only settings: the job's identity in results and side files."""
+        blob = json.dumps([self.registry_name, keyed(self.settings, self.protocol(shape))], sort_keys=True,
+                          default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..backtrack import Backtracker, spatial, top_channels
+from ..backtrack import RELU, Backtracker, spatial, top_channels
+from ..settings import Setting
 from .base import METRICS, Metric, pearson
 
 
@@ -20,8 +21,13 @@ class Decomposition(Metric):
     category = "decomposition"
     higher_is_better = True
     scores = {"correlation": True, "silhouette": True}
-    defaults = {"k": 64, "value": 1.0, "layer": None, "relu": "guided", "n_clusters": 4, "seed": 0,
-                "examples": 4}
+    settings = {"k": Setting(64, "top feature channels used as variables", range="[1, inf)"),
+                "value": Setting(1.0, "the constant B placed at each channel's maximum", range="(0, inf)"),
+                "layer": Setting(None, "feature layer by module name (default: the model's own)", str, optional=True),
+                "relu": RELU,
+                "examples": Setting(4, "examples kept for the figure", range="[0, inf)"),
+                "n_clusters": Setting(4, "K-Means clusters for the silhouette", range="[2, inf)"),
+                "seed": Setting(0, "K-Means seed", range="[0, inf)")}
 
     def protocol(self, shape):
         return {**self.params, "correlation": "Pearson, reconstruction vs image in pixel space, all channels",

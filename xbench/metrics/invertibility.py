@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backtrack import layer_inputs, transpose
-from ..errors import XbenchError
+from ..settings import Setting
 from .base import METRICS, Metric
 
 
@@ -25,12 +25,8 @@ class ReconRatio(Metric):
     category = "invertibility"
     higher_is_better = False
     level = "layer"
-    defaults = {"overlap": "sum"}
-
-    def __init__(self, space=None, **params):
-        super().__init__(space, **params)
-        if self.params["overlap"] not in ("sum", "mean"):
-            raise XbenchError("recon_ratio: overlap must be 'sum' (the plain transpose, Eq. 4) or 'mean'")
+    settings = {"overlap": Setting("sum", "sum: the plain transpose (Eq. 4); mean: divide each input pixel by the "
+                                          "windows covering it (upstream)", choices=("sum", "mean"))}
 
     def protocol(self, shape):
         return {"variant": "s = W z (no bias), z_hat = W^T s (transposed conv), activations not inverted",

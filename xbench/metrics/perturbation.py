@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import XbenchError
 from ..space import inputs_per_pass
+from ..settings import Setting
 from .base import METRICS, Metric
 
 SUBSTRATES = ("zero", "blur", "mean", "black")
@@ -59,22 +59,21 @@ class _Perturbation(Metric):
     needs_maps = True
     example_details = ("curves",)
     mode = ""
-    defaults = {"step": None, "substrate": None, "score": "softmax", "auc": "trapezoid", "blur_klen": 11,
-                "blur_sigma": 5.0, "batch_size": 2048}
+    settings = {"step": Setting(None, "pixels changed per curve step (default: about 100 steps per curve)", int,
+                                range="[1, inf)", optional=True),
+                "substrate": Setting(None, "what removed pixels become (default: zero for deletion, blur for "
+                                           "insertion)", str, choices=SUBSTRATES, optional=True),
+                "score": Setting("softmax", "tracked score of the clean prediction", choices=SCORES),
+                "auc": Setting("trapezoid", "area rule: trapezoid over pixel fractions, or mean of the points "
+                                            "(upstream Bort)", choices=("trapezoid", "mean")),
+                "blur_klen": Setting(11, "blur kernel size (odd)", range="[1, inf)"),
+                "blur_sigma": Setting(5.0, "blur Gaussian sigma", range="(0, inf)"),
+                "batch_size": Setting(2048, "perturbed inputs per forward pass", range="[1, inf)", memory=True)}
 
     def __init__(self, space=None, **params):
         super().__init__(space, **params)
-        p = self.params
-        if p["substrate"] is None:
-            p["substrate"] = "zero" if self.mode == "deletion" else "blur"
-        if p["substrate"] not in SUBSTRATES:
-            raise XbenchError(f"{self.registry_name}: substrate must be one of {SUBSTRATES}")
-        if p["score"] not in SCORES:
-            raise XbenchError(f"{self.registry_name}: score must be one of {SCORES}")
-        if p["auc"] not in ("trapezoid", "mean"):
-            raise XbenchError(f"{self.registry_name}: auc must be trapezoid or mean")
-        if p["step"] is not None and int(p["step"]) < 1:
-            raise XbenchError(f"{self.registry_name}: step must be at least 1 pixel")
+        if self.params["substrate"] is None:
+            self.params["substrate"] = "zero" if self.mode == "deletion" else "blur"
 
     def resolved_step(self, hw: int) -> int:
         """Pixels per step; by default about 100 steps whatever the image size (28² → 8, 224² → 502)."""
@@ -92,7 +91,7 @@ class _Perturbation(Metric):
                 "start": "image" if self.mode == "deletion" else f"{p['substrate']} substrate",
                 "score": p["score"], "tracked_class": "prediction on the clean image",
                 "auc": "trapezoid over pixel fractions, x in [0,1]" if p["auc"] == "trapezoid" else "mean of points",
-                "batch_size": p["batch_size"]}
+                "batch_size": p["batch_size"]}  # recorded; memory only, so not part of the key
 
     def substrate(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params

@@ -5,7 +5,10 @@ from collections import OrderedDict
 
 from torch import nn
 
+from ..settings import Setting
 from .base import MODELS, ChainModel
+
+WIDTH = Setting(1.0, "channel width multiplier (1 = the paper's table)", range="(0, inf)")
 
 ACNN_SMALL_CHANNELS = {1: (8, 24, 288, 864, 2592), 3: (24, 64, 512, 1536, 4608)}  # MNIST / CIFAR-10 variants
 
@@ -18,9 +21,9 @@ class ACNNSmall(ChainModel):
     MNIST channel list, colour inputs the CIFAR-10 one.
     """
 
-    def __init__(self, in_channels: int = 1, in_size: int = 28, num_classes: int = 10, width: float = 1.0):
-        if width <= 0:
-            raise ValueError(f"width must be positive, not {width}")
+    settings = {"width": WIDTH}
+
+    def __init__(self, in_channels: int = 1, in_size: int = 28, num_classes: int = 10, *, width: float):
         base = ACNN_SMALL_CHANNELS[1 if in_channels == 1 else 3]
         c1, c2, c3, c4, c5 = (max(1, round(c * width)) for c in base)
         super().__init__(OrderedDict([
@@ -43,7 +46,9 @@ ACNN_BASE = (  # (out channels, kernel, stride, padding) per conv, paper Table 5
 class ACNNBase(ChainModel):
     """ACNN-Base: 12 convs with ReLU (the last one gives class maps), dropout after conv9, global max pool; 224²."""
 
-    def __init__(self, in_channels: int = 3, in_size: int = 224, num_classes: int = 1000, width: float = 1.0):
+    settings = {"width": WIDTH}
+
+    def __init__(self, in_channels: int = 3, in_size: int = 224, num_classes: int = 1000, *, width: float):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c_in = in_channels
         for i, (c, k, s, p) in enumerate(ACNN_BASE, start=1):

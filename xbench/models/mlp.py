@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from ..settings import Setting
 from .base import MODELS, ChainModel
 
 MLP_SHAPES = {"4x300": (300,) * 4, "3x500": (500,) * 3, "2x1000": (1000,) * 2}
@@ -14,9 +15,9 @@ MLP_SHAPES = {"4x300": (300,) * 4, "3x500": (500,) * 3, "2x1000": (1000,) * 2}
 class MLP(ChainModel):
     """ReLU MLP on flattened images; ``shape`` is one of 4x300 (default), 3x500, 2x1000."""
 
-    def __init__(self, in_channels: int = 1, in_size: int = 28, num_classes: int = 10, shape: str = "4x300"):
-        if shape not in MLP_SHAPES:
-            raise ValueError(f"mlp shape must be one of {', '.join(MLP_SHAPES)}, not {shape!r}")
+    settings = {"shape": Setting("4x300", "hidden layers x width", choices=tuple(MLP_SHAPES))}
+
+    def __init__(self, in_channels: int = 1, in_size: int = 28, num_classes: int = 10, *, shape: str):
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         width = in_channels * in_size * in_size
         hidden = MLP_SHAPES[shape]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import XbenchError
 from ..layers import constrained_weights
 from ..registry import Registry
+from ..settings import Setting
 from .bort import MODES, Bort, bort_delta, check_amplitude
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -27,31 +27,51 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-@OPTIMIZERS.register("sgd")
-def sgd(groups, lr: float, momentum: float = 0.0, **_) -> torch.optim.Optimizer:
+# The numbers a training recipe gives every optimizer, declared once: each entry takes the ones it uses, and
+# train's own flags (TrainConfig) point at the same objects.
+SETTINGS = {
+    "lr": Setting(0.01, "learning rate", range="(0, inf)"),
+    "weight_decay": Setting(0.01, "weight decay on Conv/Linear weights (none on biases and norms)", range="[0, inf)"),
+    "momentum": Setting(0.0, "SGD momentum", range="[0, 1)"),
+    "bort_lambda": Setting(0.1, "Bort's lambda (0 = the base optimizer, bit for bit)", range="[0, inf)"),
+    "bort_mode": Setting("l2", "Bort penalty: l2 (W Wt W - aW) or l1 (sign(W Wt - aI) W)", choices=MODES),
+    "bort_amplitude": Setting(1.0, "Bort amplitude a, or ada = (mean row norm)^2 every step (-1: upstream's "
+                                   "spelling of ada)", range="(0, inf)", choices=("ada", -1)),
+}
+
+
+def _take(*names: str) -> dict[str, Setting]:
+    return {n: SETTINGS[n] for n in names}
+
+
+_BORT = ("bort_lambda", "bort_mode", "bort_amplitude")
+
+
+@OPTIMIZERS.register("sgd", settings=_take("lr", "weight_decay", "momentum"))
+def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
     """Plain SGD (torch.optim.SGD), coupled weight decay."""
-    return torch.optim.SGD(_without_bort(groups), lr=lr, momentum=momentum)
+    return torch.optim.SGD(_without_bort(param_groups(model, weight_decay)), lr=lr, momentum=momentum)
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(groups, lr: float, betas: tuple[float, float] = (0.9, 0.999), **_) -> torch.optim.Optimizer:
-    """AdamW (torch.optim.AdamW), decoupled weight decay."""
-    return torch.optim.AdamW(_without_bort(groups), lr=lr, betas=betas)
+@OPTIMIZERS.register("adamw", settings=_take("lr", "weight_decay"))
+def adamw(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (torch.optim.AdamW, betas 0.9/0.999), decoupled weight decay."""
+    return torch.optim.AdamW(_without_bort(param_groups(model, weight_decay)), lr=lr)
 
 
-@OPTIMIZERS.register("bort-s")
-def bort_s(groups, lr: float, momentum: float = 0.0, bort_lambda: float = 0.1, bort_mode: str = "l2",
-           bort_amplitude: float | str = 1.0, **_) -> Bort:
+@OPTIMIZERS.register("bort-s", settings=_take("lr", "weight_decay", "momentum", *_BORT))
+def bort_s(model: nn.Module, *, lr: float, weight_decay: float, momentum: float, bort_lambda: float,
+           bort_mode: str, bort_amplitude: float | str) -> Bort:
     """Bort around SGD: λΔ coupled into the gradient (before weight decay and momentum)."""
-    base = torch.optim.SGD(groups, lr=lr, momentum=momentum)  # keeps the groups' own bort_lambda (0 for "other")
+    base = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum)  # "other" keeps λ 0
     return Bort(base, bort_lambda, bort_mode, bort_amplitude, coupled=True)
 
 
-@OPTIMIZERS.register("bort-a")
-def bort_a(groups, lr: float, betas: tuple[float, float] = (0.9, 0.999), bort_lambda: float = 0.1,
-           bort_mode: str = "l2", bort_amplitude: float | str = 1.0, **_) -> Bort:
+@OPTIMIZERS.register("bort-a", settings=_take("lr", "weight_decay", *_BORT))
+def bort_a(model: nn.Module, *, lr: float, weight_decay: float, bort_lambda: float, bort_mode: str,
+           bort_amplitude: float | str) -> Bort:
     """Bort around AdamW: −lr·λΔ applied to the weights, decoupled from Adam's moments."""
-    base = torch.optim.AdamW(groups, lr=lr, betas=betas)
+    base = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     return Bort(base, bort_lambda, bort_mode, bort_amplitude, coupled=False)
 
 
@@ -63,17 +83,9 @@ def is_bort(name: str) -> bool:
     return name.startswith("bort")
 
 
-def create_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float = 0.0, **settings):
-    """Build a registered optimizer over ``model`` with xbench's param groups."""
-    if lr <= 0:
-        raise XbenchError(f"learning rate must be positive, not {lr}")
-    if weight_decay < 0:
-        raise XbenchError(f"weight decay must be >= 0, not {weight_decay}")
-    factory = OPTIMIZERS.get(name)
-    try:
-        return factory(param_groups(model, weight_decay), lr=lr, **settings)
-    except ValueError as err:
-        raise XbenchError(f"optimizer {name!r}: {err}") from err
+def create_optimizer(name: str, model: nn.Module, **settings):
+    """Build a registered optimizer over ``model`` with xbench's param groups; settings are checked (``SETTINGS``)."""
+    return OPTIMIZERS.create(name, model, **settings)
 
 
 def list_optimizers(pattern: str = "*") -> list[str]:
@@ -81,4 +93,4 @@ def list_optimizers(pattern: str = "*") -> list[str]:
 
 
 __all__ = ["OPTIMIZERS", "Bort", "bort_delta", "check_amplitude", "MODES", "param_groups", "create_optimizer",
-           "list_optimizers", "is_bort"]
+           "list_optimizers", "is_bort", "SETTINGS"]

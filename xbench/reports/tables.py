@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..fileio import read_jsonl
 
-JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_requested", "score", "layer"]
+JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_used", "score", "layer"]
 GROUP = ["model", "dataset", "interpreter", "metric", "score", "layer"]
 BASE_OF = {"bort-s": "sgd", "bort-a": "adamw"}
 # two-sided 95 % Student t quantiles by degrees of freedom (df > 30 uses the largest tabulated df ≤ it)
@@ -32,6 +32,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
         return df
     for col in ("interpreter", "layer"):
         df[col] = df[col].fillna("")
+    if "n_used" not in df:  # records before n_used: n_requested held the count used
+        df["n_used"] = df["n_requested"]
+    df["n_used"] = df["n_used"].fillna(df["n_requested"])
     df = df.sort_values("created_at", kind="stable").drop_duplicates(JOB, keep="last")
     return df.reset_index(drop=True)
 
@@ -53,7 +56,7 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     """
     if df.empty:
         return pd.DataFrame()
-    match = ["pair_id", "interpreter", "interp_key", "metric", "metric_key", "n_requested", "score", "layer"]
+    match = ["pair_id", *JOB[1:]]
     rows = []
     bort = df[df["optimizer"].isin(list(BASE_OF))]
     for opt, base_opt in BASE_OF.items():
