@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +76,36 @@ def tiny_run(tmp_path_factory):
     runs = train(model="lenet", data="mnist10k", opt="sgd,bort-s", seeds=[0], epochs=2, out=out, progress=False,
                  batch_size=64, lr=0.05, momentum=0.9)
     return out, runs
+
+
+def pair_layer(m, p, n, relu="max", maxpool="dc"):
+    """One layer of the DC split written out on (a⁺, a⁻), as in extensions.md §1.1 (tests of dc.py and split_*)."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        wp, wn = m.weight.clamp(min=0), (-m.weight).clamp(min=0)
+        bp, bn = m.bias.clamp(min=0), (-m.bias).clamp(min=0)
+        lin = (lambda a, w, b: F.linear(a, w, b)) if isinstance(m, nn.Linear) else (
+            lambda a, w, b: F.conv2d(a, w, b, m.stride, m.padding))
+        return lin(p, wp, bp) + lin(n, wn, None), lin(p, wn, bn) + lin(n, wp, None)
+    if isinstance(m, nn.ReLU):
+        hi, lo = torch.maximum(p, n), torch.minimum(p, n)
+        return {"max": (hi, n), "min": (p, lo), "half": ((hi + p) / 2, (n + lo) / 2)}[relu]
+    if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+        if isinstance(m, nn.MaxPool2d):
+            k, st = m.kernel_size, m.stride
+        else:
+            k = st = p.shape[-1]  # global (output 1)
+        windows = [F.unfold(t, k, stride=st) for t in (p, n)]  # [B, C·k·k, L]
+        b, c = p.shape[:2]
+        wp, wn = (w.view(b, c, -1, w.shape[-1]) for w in windows)
+        side = (p.shape[-1] - k) // st + 1
+        # the window's winner i: the first argmax of a = a⁺ − a⁻, as max_pool2d breaks ties (after a ReLU, windows of
+        # zeros tie, and the subgradient follows the winner)
+        idx = (wp - wn).argmax(2, keepdim=True)
+        outp, outn = wp.gather(2, idx).squeeze(2), wn.gather(2, idx).squeeze(2)
+        if maxpool == "dc":  # a⁺′ = max_i (a_i⁺ + Σ_{j≠i} a_j⁻) = a_winner⁺ + Σ_j a_j⁻ − a_winner⁻, a⁻′ = Σ_j a_j⁻
+            total = wn.sum(2)
+            outp, outn = outp + total - outn, total
+        return outp.view(b, c, side, side), outn.view(b, c, side, side)
+    if isinstance(m, nn.Flatten):
+        return p.flatten(1), n.flatten(1)
+    return p, n  # dropout in eval

@@ -5,7 +5,7 @@ from torch import nn
 
 from ..space import InputSpace
 from .base import INTERPRETERS, Interpreter, reduce_channels
-from . import cam, gradcam, guided_backprop, guided_ig, ig, rise, sat, smoothgrad, xrai  # noqa: F401 (registers)
+from . import cam, gradcam, guided_backprop, guided_ig, ig, rise, sat, smoothgrad, split, xrai  # noqa: F401 (registers)
 
 MISSION = ("cam", "ig", "rise", "xrai", "guided_ig", "sat")  # the Bort paper's Table 3 interpreters
 
