@@ -52,13 +52,14 @@ def _families():
     import xbench.interpreters as i
     import xbench.metrics as m
     import xbench.models as mo
+    import xbench.objectives as ob
     import xbench.optim as o
 
     return {"datasets": d.DATASETS, "models": mo.MODELS, "optimizers": o.OPTIMIZERS, "interpreters": i.INTERPRETERS,
-            "metrics": m.METRICS}
+            "metrics": m.METRICS, "objectives": ob.OBJECTIVES}
 
 
-@pytest.mark.parametrize("family", ["datasets", "models", "optimizers", "interpreters", "metrics"])
+@pytest.mark.parametrize("family", ["datasets", "models", "optimizers", "interpreters", "metrics", "objectives"])
 def test_every_entry_is_documented_and_found(family):
     reg = _families()[family]
     assert len(reg) > 0
