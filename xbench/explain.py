@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -114,11 +115,19 @@ def maps_for(run: Path, model: torch.nn.Module, data: Dataset, name: str, hparam
                  "backend": interp.backend, "indices": idx, "targets": pred.cpu(), "labels": y.cpu(), "maps": maps,
                  "seconds_per_image": seconds, "xbench_version": __version__, "device": str(device)}
         atomic_write(path, lambda f: torch.save(state, f))
+        _write_preview(path, maps, data.space.to_pixels(x[:GRID_IMAGES]), idx)
         cached = state
     record = {"interpreter": name, "interp_hparams": json.loads(cached["interp_hparams"]), "interp_key": interp.key,
               "backend": cached["backend"], "target_rule": "prediction", "maps_file": str(path),
               "seconds_per_image": float(cached["seconds_per_image"])}
     return cached["maps"][: len(idx)], record
+
+
+def _write_preview(path: Path, maps: torch.Tensor, pixels: torch.Tensor, idx: torch.Tensor) -> None:
+    """The first maps with their images as numpy (``<maps>.npz``): what torch-free reports draw figures from."""
+    preview = {"maps": maps[:GRID_IMAGES].numpy(), "indices": idx[:GRID_IMAGES].cpu().numpy(),
+               "pixels": pixels.permute(0, 2, 3, 1).cpu().numpy()}
+    atomic_write(path.with_suffix(".npz"), lambda f: np.savez(f, **preview))
 
 
 def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n: int = 64,
@@ -138,6 +147,8 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
     for run in run_dirs:
         model, data, cfg = load_run(run, dev, data_root)
         examples = heldout_examples(model, data, n, dev)
+        for name in names:  # a layer an interpreter cannot handle is named before this run writes anything
+            create_interpreter(name, model, data.space, **hparams.get(name, {}))
         shown = {}
         for name in names:
             maps, rec = maps_for(run, model, data, name, hparams.get(name, {}), n, dev, batch_size, progress,

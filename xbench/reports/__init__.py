@@ -15,8 +15,8 @@ import pandas as pd
 
 from ..errors import XbenchError
 from ..fileio import atomic_write, atomic_write_text
-from .tables import (accuracy_table, example_table, format_table3, layer_table, leaderboard, load_results, pairs,
-                     table3)
+from .tables import (accuracy_table, arms, example_table, format_table3, layer_table, leaderboard, load_results,
+                     pairs, table3)
 
 __all__ = ["build_report", "ReportResult", "load_results", "leaderboard", "pairs", "table3"]
 
@@ -124,7 +124,11 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
     for name, table in (("leaderboard.csv", board), ("pairs.csv", pair_table)):
         atomic_write_text(out / name, table.to_csv(index=False))
         files.append(str(out / name))
-    figs = _figures(df, results.parent, out / "figures") if figures else {}
+    figs = {}
+    if figures:  # figures name each arm "method · optimizer" (plain "optimizer" for erm runs)
+        from .split_figure import split_comparison
+
+        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures")}
     files += [str(p) for p in figs.values()]
     html = render(df, board, pair_table, figs)
     atomic_write_text(out / "leaderboard.html", html)

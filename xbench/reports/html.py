@@ -83,14 +83,16 @@ def _pairs_html(pair_table: pd.DataFrame) -> str:
     if pair_table.empty:
         return "<p>No Bort/base twins found.</p>"
     keep = pair_table[pair_table["layer"] == ""]
-    head = ("<tr><th>model</th><th>dataset</th><th>interpreter</th><th>metric</th><th>Bort</th><th>base</th>"
+    head = ("<tr><th>model</th><th>dataset</th><th>interpreter</th><th>method</th><th>metric</th><th>Bort</th>"
+            "<th>base</th>"
             "<th>seeds</th><th>Bort − base</th><th>95 % CI (paired t)</th><th>Bort better</th></tr>")
     body = []
     for _, r in keep.iterrows():
         metric = r["metric"] + ("" if r["score"] == r["metric"] else f".{r['score']}")
         cls = "good" if r["bort_better"] and r["significant"] else ("bad" if r["significant"] else "muted")
         body.append(f"<tr><td class=name>{escape(str(r['model']))}</td><td class=name>{escape(str(r['dataset']))}</td>"
-                    f"<td class=name>{escape(str(r['interpreter']) or '—')}</td><td class=name>{escape(metric)}</td>"
+                    f"<td class=name>{escape(str(r['interpreter']) or '—')}</td>"
+                    f"<td class=name>{escape(str(r.get('method', 'erm')))}</td><td class=name>{escape(metric)}</td>"
                     f"<td>{_fmt(r['bort_mean'])}</td><td>{_fmt(r['base_mean'])}</td><td>{int(r['n_seeds'])}</td>"
                     f"<td class={cls}>{r['delta']:+.3f}</td><td>[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]</td>"
                     f"<td>{'yes' if r['bort_better'] else 'no'}{' *' if r['significant'] else ''}</td></tr>")

@@ -32,6 +32,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         return df
     for col in ("interpreter", "layer"):
         df[col] = df[col].fillna("")
+    df["method"] = df["method"].fillna("erm") if "method" in df else "erm"  # records before --method: plain training
     if "n_used" not in df:  # records before n_used: n_requested held the count used
         df["n_used"] = df["n_requested"]
     df["n_used"] = df["n_used"].fillna(df["n_requested"])
@@ -41,7 +42,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
-    keys = ["model", "dataset", "interpreter", "optimizer", "metric", "score", "layer", "higher_is_better"]
+    keys = ["model", "dataset", "interpreter", "method", "optimizer", "metric", "score", "layer", "higher_is_better"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
                 heldout_acc=("heldout_acc", "mean")).reset_index()
@@ -71,7 +72,7 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     j = pd.concat(rows)
-    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "optimizer", "base_optimizer",
+    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "method", "optimizer", "base_optimizer",
             "higher_is_better"]
     out = []
     for key, grp in j.groupby(keys, dropna=False, sort=True):
@@ -90,6 +91,15 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def arms(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose ``optimizer`` names the whole arm, "method · optimizer", for runs not trained with erm."""
+    frame = frame.copy()
+    if "method" in frame and not frame.empty:
+        other = frame["method"] != "erm"
+        frame.loc[other, "optimizer"] = frame.loc[other, "method"] + " · " + frame.loc[other, "optimizer"]
+    return frame
+
+
 def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple]]:
     """The paper's Table 3 shape: rows interpreter × optimizer, columns (model · dataset, deletion|insertion).
 
@@ -97,7 +107,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     ``std`` (over seeds), ``best`` (best of its column, direction-aware) and ``pair`` (the Bort − base row of
     :func:`pairs`, for Bort rows).
     """
-    sub = board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])].copy()
+    sub = arms(board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])])
     if sub.empty:
         return [], []
     sub["column"] = sub["model"] + " · " + sub["dataset"]
@@ -107,7 +117,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     cells = {(r.interpreter, r.optimizer, r.column, r.metric): r for r in sub.itertuples()}
     deltas = {}
     if not pair_table.empty:
-        for r in pair_table[pair_table["score"] == pair_table["metric"]].itertuples():
+        for r in arms(pair_table[pair_table["score"] == pair_table["metric"]]).itertuples():
             deltas[(r.interpreter, r.optimizer, f"{r.model} · {r.dataset}", r.metric)] = r
     rows = []
     for interp, opt in sorted(set(zip(sub["interpreter"], sub["optimizer"]))):
@@ -141,7 +151,7 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
 
 def layer_table(board: pd.DataFrame, metric: str, score: str) -> pd.DataFrame:
     """Rows model · dataset · optimizer, columns layers (model order kept), values mean over seeds."""
-    sub = board[(board["metric"] == metric) & (board["score"] == score)]
+    sub = arms(board[(board["metric"] == metric) & (board["score"] == score)])
     if sub.empty:
         return pd.DataFrame()
     order = list(dict.fromkeys(sub["layer"]))
@@ -150,7 +160,7 @@ def layer_table(board: pd.DataFrame, metric: str, score: str) -> pd.DataFrame:
 
 
 def example_table(board: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    sub = board[board["metric"].isin(metrics) & (board["layer"] == "")]
+    sub = arms(board[board["metric"].isin(metrics) & (board["layer"] == "")])
     if sub.empty:
         return pd.DataFrame()
     sub = sub.assign(column=np.where(sub["interpreter"] != "", sub["interpreter"] + " · ", "") + sub["metric"]
@@ -162,5 +172,5 @@ def accuracy_table(board: pd.DataFrame) -> pd.DataFrame:
     """Held-out accuracy (mean over seeds) per model · dataset, one column per optimizer."""
     if board.empty:
         return pd.DataFrame()
-    one = board.drop_duplicates(["model", "dataset", "optimizer", "interpreter", "metric"])
+    one = arms(board).drop_duplicates(["model", "dataset", "optimizer", "interpreter", "metric"])
     return one.pivot_table(index=["model", "dataset"], columns="optimizer", values="heldout_acc", aggfunc="first")
