@@ -72,3 +72,13 @@ def test_user_errors(tiny_run, tmp_path):
     assert main(["evaluate", "--runs", str(out_ck / "*"), "--metric", "deletion", "--out", str(tmp_path)]) == 2
     assert main(["evaluate", "--runs", str(tmp_path / "none*"), "--metric", "gram", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_n_beyond_the_heldout_split_warns_and_records_both_counts(tiny_run, tmp_path):
+    out_ck, runs = tiny_run
+    with pytest.warns(UserWarning, match="--n 99999 is more than the 2000 held-out images of mnist10k; using 2000"):
+        evaluate(runs[0]["run_dir"], metrics="gram", n=99999, out=tmp_path, progress=False)
+    (rec, *_) = read_jsonl(tmp_path / "results.jsonl")
+    assert rec["n_requested"] == 99999 and rec["n_used"] == 2000
+    summary = evaluate(runs[0]["run_dir"], metrics="gram", n=2000, out=tmp_path, progress=False)
+    assert "0 record(s) written, 1 job(s) already done" in summary  # the same job as far as resume is concerned

@@ -11,6 +11,7 @@ import sys
 import warnings
 from typing import Sequence
 
+from . import dist
 from .errors import TrainingDiverged, XbenchError
 from .registry import FAMILIES, family
 
@@ -230,14 +231,16 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        with warnings.catch_warnings():  # restores the library's warning display when the command returns
+        # dist.command: under torchrun a user error on any rank ends every rank with exit code 2 and one line
+        with warnings.catch_warnings(), dist.command():  # restores the warning display when the command returns
             warnings.showwarning = _one_line_warning
             argv = list(sys.argv[1:] if argv is None else argv)
             args = _parser(argv[0] if argv else None).parse_args(argv)
             {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
              "report": _cmd_report}[args.command](args)
     except XbenchError as err:
-        print(f"xbench: error: {err}", file=sys.stderr)
+        if dist.should_print(err):
+            print(f"xbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xbench: interrupted; run the same command again to resume", file=sys.stderr)

@@ -88,6 +88,10 @@ class Registry(Generic[T]):
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(f"unknown {self.family} {name!r}{hint} (known: {', '.join(sorted(choices))})")
 
+    def takes_arg(self, name: str) -> bool:
+        """Whether ``name`` is a ``prefix:argument`` entry (``tv:resnet18``)."""
+        return self._split(name)[0] in self._takes_arg
+
     def settings(self, name: str) -> dict[str, Setting]:
         """The declared settings of ``name`` (empty when it has none)."""
         return dict(getattr(self.get(name), "settings", None) or {})
