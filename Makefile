@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bort_overhead.py
 	$(BIN)/python benchmarks/interpreters.py
 	$(BIN)/python benchmarks/perturbation.py
+	$(BIN)/python benchmarks/split.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -204,3 +204,24 @@ def test_split_settings_are_checked():
         create_interpreter("split_grad", model, stream="g+h")
     with pytest.raises(XbenchError, match="no layer"):
         create_interpreter("split_cam", model, layer="conv9")
+
+
+def test_explain_refuses_bad_split_input_before_writing(tiny_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from xbench import dc_rules
+    from xbench.cli import main
+
+    _, runs = tiny_run
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.pt", "config.json"):
+        shutil.copy(f"{runs[0]['run_dir']}/{name}", run / name)
+    assert main(["explain", "--runs", str(run), "--interp", "cam,split_cam", "--hparam", "split_cam.alpha=0.7",
+                 "--quiet"]) == 2
+    assert "alpha=" in capsys.readouterr().err
+    monkeypatch.delitem(dc_rules.RULES, nn.MaxPool2d)  # lenet's pooling, as if it had no rule
+    assert main(["explain", "--runs", str(run), "--interp", "cam,split_lrp", "--quiet"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "warning" not in line]  # cam's note
+    assert len(err) == 1 and "layer 'pool1' (MaxPool2d)" in err[0] and "not supported" in err[0]
+    assert not (run / "maps").exists()

@@ -55,6 +55,14 @@ def _train_flags(t: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default=_default(train, "data"), help="dataset name; see `xbench list datasets` (default: %(default)s)")
     g.add_argument("--opt", default=_default(train, "opt"), help="optimizers, comma separated (default: %(default)s)")
     g.add_argument("--seeds", default="0", help="seeds, comma separated (default: 0)")
+    g.add_argument("--method", default=_default(train, "method"),
+                   help="training objectives, comma separated, crossed with --opt; see `xbench list objectives -v` "
+                        "(default: %(default)s)")
+    g.add_argument("--adv-eps", default=None, help="adversarial radius ε in pixel space (same as --method-arg eps=)")
+    g.add_argument("--adv-steps", default=None, help="attack steps: 1 = one-step, more = iterative (--method-arg "
+                                                     "steps=)")
+    g.add_argument("--method-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="objective setting, e.g. group=7 for adv-group (repeatable; goes to every method declaring it)")
     g.add_argument("--width", default=None, help="channel width multiplier (acnn models; same as --model-arg width=)")
     g.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="model setting, e.g. shape=3x500 for mlp (repeatable; `xbench list models -v`)")
@@ -149,10 +157,14 @@ def _cmd_train(a: argparse.Namespace) -> None:
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
     recipe = {k: getattr(a, k) for k in TRAIN_SETTINGS if k != "seed" and getattr(a, k) is not None}
+    method_kwargs = dict(a.method_arg)
+    for key, value in (("eps", a.adv_eps), ("steps", a.adv_steps)):
+        if value is not None:
+            method_kwargs[key] = value
     try:
         runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
                      data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
-                     dbort=dbort, model_kwargs=model_kwargs, **recipe)
+                     dbort=dbort, model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs, **recipe)
     except TrainingDiverged as err:
         _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
         raise
@@ -168,7 +180,8 @@ def _print_runs(runs: list[dict]) -> None:
     for r in runs:
         if r.get("diverged_at"):
             continue
-        by_opt.setdefault(r["opt"], []).append(100 * r["heldout_acc"])
+        arm = r["opt"] if r.get("method", "erm") == "erm" else f"{r['method']} · {r['opt']}"
+        by_opt.setdefault(arm, []).append(100 * r["heldout_acc"])
     for opt, accs in by_opt.items():
         mean = sum(accs) / len(accs)
         std = (sum((x - mean) ** 2 for x in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0

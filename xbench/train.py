@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -37,6 +36,7 @@ from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
 from .layers import mean_orthogonality_error
 from .models import MODELS, create_model
+from .objectives import OBJECTIVES, create_objective
 from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
 from .settings import Setting, check
 
@@ -68,9 +68,17 @@ class TrainConfig:
     bort_amplitude: float | str = _setting(OPT_SETTINGS["bort_amplitude"])
     dbort: list[float] | None = None  # [λ_D, β]; None = off
     model_kwargs: dict = field(default_factory=dict)
+    method: str = "erm"  # the training objective (xbench/objectives), crossed with the optimizers like a seed
+    method_kwargs: dict = field(default_factory=dict)  # its settings, all resolved by validate()
+
+    def _fields(self) -> dict:
+        d = asdict(self)
+        if self.method == "erm":  # plain runs keep the run and pair ids they had before --method existed
+            d.pop("method"), d.pop("method_kwargs")
+        return d
 
     def identity(self) -> dict:
-        d = asdict(self)
+        d = self._fields()
         d.pop("epochs")
         if not is_bort(self.opt):  # Bort settings do not change a plain run
             for k in OPTIMIZER_FIELDS[1:]:
@@ -79,13 +87,14 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        name = f"{self.model}-{self.data}-{self.opt}-s{self.seed}"
+        method = "" if self.method == "erm" else f"{self.method}-"
+        name = f"{self.model}-{self.data}-{method}{self.opt}-s{self.seed}"
         return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{_digest(self.identity())}"
 
     @property
     def pair_id(self) -> str:
         """Twins (same everything but the optimizer fields) share this id."""
-        d = asdict(self)
+        d = self._fields()
         for k in ("epochs", *OPTIMIZER_FIELDS):
             d.pop(k)
         return _digest(d)
@@ -95,6 +104,7 @@ class TrainConfig:
         MODELS.get(self.model)
         DATASETS.get(self.data)
         OPTIMIZERS.get(self.opt)
+        self.method_kwargs = OBJECTIVES.check(self.method, self.method_kwargs)  # typed, defaults filled in
         for name, value in check("train", TRAIN_SETTINGS, {k: getattr(self, k) for k in TRAIN_SETTINGS}).items():
             setattr(self, name, value)
         given = check(f"model {self.model}", MODELS.settings(self.model), self.model_kwargs)
@@ -186,6 +196,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
     run_dir = Path(out) / config.run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
     model, opt = build(config, data, device)
+    objective = create_objective(config.method, data.space, **config.method_kwargs)
     meta = {"run_id": config.run_id, "pair_id": config.pair_id, **asdict(config), "data_info": data.info(),
             "init_sha256": _state_digest(model), "feature_layer": getattr(model, "feature_layer", ""),
             "xbench_version": __version__, "torch_version": torch.__version__,
@@ -211,8 +222,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if progress is None else not progress, file=sys.stderr)
         for x, y in data.batches("train", epoch_order(config.seed, epoch, n), config.batch_size, device):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss, logits = objective(model, x, y)  # the batch's loss, in one place (logits of what it trained on)
             if config.dbort is not None:
                 loss = loss + dbort_loss(logits, *config.dbort)
             step_loss = float(loss.detach())  # the sync the running loss needs anyway
@@ -238,7 +248,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
     if start >= config.epochs and log:
         _write_log(run_dir, log)
     last = log[-1] if log else {}
-    return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "seed": config.seed,
+    return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "method": config.method,
+            "seed": config.seed,
             "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
             "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
             "resumed_from": start, "diverged_at": diverged_at}
@@ -255,8 +266,9 @@ def _as_list(value: str | int | Iterable) -> list:
 def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
           seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
           data_root: str | None = None, download: bool = False, progress: bool | None = None,
-          **settings: Any) -> list[dict]:
-    """Train every optimizer × seed; runs of one seed form a pair. ``settings`` are TrainConfig fields."""
+          method: str | Iterable[str] = "erm", **settings: Any) -> list[dict]:
+    """Train every method × optimizer × seed; runs of one method and seed form a pair. ``settings`` are
+    TrainConfig fields; ``method_kwargs`` go to every method that declares them."""
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(settings) - known
     if unknown:
@@ -268,7 +280,9 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
         raise XbenchError(f"seeds must be integers, not {seeds!r}") from None
     if not seed_list:
         raise XbenchError("no seeds given")
-    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, **settings) for s in seed_list for o in opts]
+    per_method = method_settings(OBJECTIVES.resolve(method), settings.pop("method_kwargs", None) or {})
+    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, **settings)
+               for s in seed_list for m, kw in per_method.items() for o in opts]
     for c in configs:
         c.validate()
     check_writable(out)
@@ -282,6 +296,15 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
         raise TrainingDiverged(f"{len(diverged)} run(s) diverged (non-finite loss or weights): {names}; each keeps "
                                f"its last finite epoch; try a lower --lr or --bort-lambda", runs)
     return runs
+
+
+def method_settings(methods: list[str], given: dict) -> dict[str, dict]:
+    """Each method's share of the given settings (the ones it declares); a setting no method declares is an error."""
+    unused = [k for k in given if not any(k in OBJECTIVES.settings(m) for m in methods)]
+    if unused:
+        raise XbenchError(f"train: {', '.join(unused)} is not a setting of {', '.join(methods)} (see `xbench list "
+                          f"objectives -v`)")
+    return {m: {k: v for k, v in given.items() if k in OBJECTIVES.settings(m)} for m in methods}
 
 
 def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str | None = None):
