@@ -22,6 +22,7 @@ _API = {
     "create_optimizer": "xbench.optim", "list_optimizers": "xbench.optim", "Bort": "xbench.optim",
     "create_interpreter": "xbench.interpreters", "list_interpreters": "xbench.interpreters",
     "create_metric": "xbench.metrics", "list_metrics": "xbench.metrics",
+    "create_objective": "xbench.objectives", "list_objectives": "xbench.objectives", "DCSplit": "xbench.dc",
     "XbenchError": "xbench.errors",
 }
 
