@@ -6,7 +6,8 @@ Table 1: ms per image of split_grad, split_cam, split_lrp and Grad-CAM, each als
 gradient of the same logit (one forward + one backward; target: split_grad ≤ 3×). Models: lenet and acnn_small
 (width 0.25) on mnist10k digits, tv:resnet18 (random weights, eval batch norm) on 64×64 colour noise.
 Table 2: one training step (objective + backward + SGD step, lenet, batch 256 of mnist10k) of every objective at
-its defaults, plus the iterative variants at 3 steps, as a ratio to erm's step. Medians of ``--repeats`` runs.
+its defaults, plus the iterative variants at 3 steps, as a ratio to erm's step. Medians of ``--repeats`` rounds,
+every method timed once per round (interleaved).
 """
 from __future__ import annotations
 
@@ -26,9 +27,16 @@ from _timing import timed
 INTERPS = ("split_grad", "split_cam", "split_lrp", "gradcam")
 
 
-def median_time(fn, device, repeats: int) -> float:
-    fn()  # warm-up
-    return statistics.median(timed(fn, device)[0] for _ in range(repeats))
+def interleaved(fns: dict, device, repeats: int) -> dict:
+    """Median seconds of each function, timed round-robin (one call of each per round) so that load that comes and
+    goes on a shared machine falls on every function alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, device)[0])
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def plain_gradient(model, x, target):
@@ -46,12 +54,12 @@ def interpreter_table(data, device, n, repeats) -> None:
         torch.manual_seed(0)
         model = model.to(device).eval()
         target = model(inputs).argmax(1)
-        base = median_time(lambda: plain_gradient(model, inputs, target), device, repeats)
-        rows[mname] = {"plain gradient": (base, 1.0)}
+        fns = {"plain gradient": lambda m=model, i=inputs, t=target: plain_gradient(m, i, t)}
         for name in INTERPS:
             interp = create_interpreter(name, model, data.space)
-            t = median_time(lambda: interp.attribute(inputs, target), device, repeats)
-            rows[mname][name] = (t, t / base)
+            fns[name] = lambda a=interp.attribute, i=inputs, t=target: a(i, t)
+        times = interleaved(fns, device, repeats)
+        rows[mname] = {name: (t, t / times["plain gradient"]) for name, t in times.items()}
     print(f"device: {device}; {n} images per call; ms per image (÷ plain gradient)")
     print("| method | " + " | ".join(models) + " |\n|---|" + "---|" * len(models))
     for name in ("plain gradient", *INTERPS):
@@ -66,18 +74,18 @@ def objective_table(data, device, repeats) -> None:
     x, y = data.inputs("train", range(256), device)
     variants = [(name, {}) for name in OBJECTIVES.list()]
     variants += [(name, {"steps": 3}) for name in OBJECTIVES.list("adv-*") if "steps" in OBJECTIVES.settings(name)]
-    times = {}
+    fns = {}
     for name, kw in variants:
         objective = create_objective(name, data.space, **kw)
 
-        def step():
+        def step(objective=objective):
             loss, _ = objective(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        times[(name, kw.get("steps", 1 if "steps" in OBJECTIVES.settings(name) else "-"))] = median_time(
-            step, device, repeats)
+        fns[(name, kw.get("steps", 1 if "steps" in OBJECTIVES.settings(name) else "-"))] = step
+    times = interleaved(fns, device, repeats)
     erm = times[("erm", "-")]
     print(f"\ntraining step, lenet, batch 256 of mnist10k: erm {erm * 1000:.1f} ms")
     print("| method | attack steps | ms per step | ÷ erm |\n|---|---|---|---|")
@@ -89,7 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
     device = resolve_device(args.device)
     data = create_dataset("mnist10k")

@@ -105,8 +105,10 @@ def _norm_rule(m, s, d_in, d_out, c):
 
 
 def _relu_rule(m, s, d_in, d_out, c):
-    kappa = {"max": 1.0, "min": -1.0, "half": 0.0}[c.relu]
-    return s + kappa * F.relu(-d_in) if kappa else s
+    if c.relu == "half":
+        return s
+    negative = d_in.clamp(max=0)  # −ReLU(−d)
+    return s - negative if c.relu == "max" else s + negative
 
 
 def _maxpool_rule(m, s, d_in, d_out, c):
