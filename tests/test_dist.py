@@ -93,8 +93,11 @@ def test_two_ranks_collectives_and_a_user_error_on_one_rank(tmp_path):
     proc = torchrun("--max-restarts", "1", str(Path(__file__).with_name("dist_worker.py")), str(tmp_path), *train)
     assert proc.returncode == 1, proc.stderr[-3000:]
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "xbench: error:" in line]
-    assert errors == ["xbench: error: argument family: invalid choice: 'widgets' (choose from 'models', "
-                      "'optimizers', 'datasets', 'interpreters', 'metrics') (see `xbench list --help`)"]
+    from xbench.registry import FAMILIES
+
+    choices = ", ".join(repr(f) for f in FAMILIES)  # every family `xbench list` knows
+    assert errors == [f"xbench: error: argument family: invalid choice: 'widgets' (choose from {choices}) "
+                      f"(see `xbench list --help`)"]
     for attempt in (0, 1):  # rank 0 was stopped mid-training by SIGTERM in attempt 0, at the start in attempt 1
         assert [(tmp_path / f"exit-rank{r}-attempt{attempt}").read_text() for r in (0, 1)] == ["2", "2"]
     assert proc.stderr.count("exitcode  : 2") == 2  # torchrun's own table of the last attempt

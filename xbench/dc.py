@@ -103,6 +103,9 @@ class DCSplit:
             elif node.op == "call_method" and node.target not in RESHAPE_METHODS + SHAPE_METHODS:
                 raise XbenchError(f"dc split: tensor method {node.target!r} in {type(self.model).__name__} "
                                   f"is not supported")
+            elif node.op == "get_attr":
+                raise XbenchError(f"dc split: {type(self.model).__name__} reads the tensor {node.target!r} in its "
+                                  f"forward; only modules, +, flatten and reshape are supported")
 
     def _fold(self) -> dict:
         """conv/linear → batch norm right after it (its only user), and the reverse, for folding."""
@@ -181,7 +184,7 @@ class DCSplit:
             if node.target in SHAPE_METHODS:
                 return getattr(a.d, node.target)(*rest, **kwargs)
             return Split(getattr(a.s, node.target)(*rest, **kwargs), getattr(a.d, node.target)(*rest, **kwargs))
-        raise XbenchError(f"dc split: graph node {node.op} {node.target} is not supported")  # get_attr and the like
+        raise XbenchError(f"dc split: graph node {node.op} {node.target} is not supported")
 
     def _is_open(self, node: fx.Node) -> bool:
         """A conv/linear whose batch norm is folded into it: its pair is complete only after that batch norm."""
@@ -191,13 +194,10 @@ class DCSplit:
     def _recentre(self, a: Split, lrp: bool) -> Split:
         if self.recenter == "none":
             return a
-        floor = a.d.abs()
-        if self.recenter == "threshold":
+        floor = a.d.detach().abs()
+        if self.recenter == "threshold":  # per example, without a device sync
             peak_s = a.s.detach().flatten(1).amax(1)
-            peak_d = floor.flatten(1).amax(1)
-            hit = (peak_s > self.theta * peak_d).view(-1, *([1] * (a.s.ndim - 1)))
-            if not bool(hit.any()):
-                return a
+            hit = (peak_s > self.theta * floor.flatten(1).amax(1)).view(-1, *([1] * (a.s.ndim - 1)))
             floor = torch.where(hit, floor, a.s.detach())
         new = Split(Replace.apply(a.s, floor), a.d)
         if lrp:  # relevance passes unchanged: ∂/∂a_old = ∂/∂a_new · a_new / a_old, per stream
