@@ -100,7 +100,9 @@ def test_two_ranks_collectives_and_a_user_error_on_one_rank(tmp_path):
                       f"(see `xbench list --help`)"]
     for attempt in (0, 1):  # rank 0 was stopped mid-training by SIGTERM in attempt 0, at the start in attempt 1
         assert [(tmp_path / f"exit-rank{r}-attempt{attempt}").read_text() for r in (0, 1)] == ["2", "2"]
-    assert proc.stderr.count("exitcode  : 2") == 2  # torchrun's own table of the last attempt
+    # torchrun's own table of the last attempt: it lists rank 1's exit code 2; whether rank 0's exit is listed too
+    # depends on whether torchrun saw it exit before it sent its own SIGTERM (a race; the files above are exact)
+    assert proc.stderr.count("exitcode  : 2") >= 1
     seen = [json.loads((tmp_path / f"rank{r}-attempt0.json").read_text()) for r in (0, 1)]
     assert [s["world"] for s in seen] == [[0, 2, 0, "gloo"], [1, 2, 1, "gloo"]]
     assert [s["deal"] for s in seen] == [[0, 2, 4, 6], [1, 3, 5]]
