@@ -35,6 +35,7 @@ BAD_INPUTS = [
     "train --data mnist10kk", "train --model mlp --model-arg shape=9x9", "train --model-arg nosuch=1",
     "train --model acnn_small --width 0", "train --model acnn_small --width inf", "train --dbort nan",
     "train --data fake:abc", "train --device quantum", "train --model-arg oops", "train --no-such-flag",
+    "train --l1 -1", "train --l1 0,abc", "train --model mlp --model-arg init_std=0",
     # explain
     "explain --runs {runs} --interp nosuch", "explain --runs /nonexistent/*", "explain --runs {runs} --n 0",
     "explain --runs {runs} --interp cam --hparam cam.nosuch=1", "explain --runs {runs} --interp cam --hparam sat.k=3",

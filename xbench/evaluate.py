@@ -33,7 +33,7 @@ from .train import load_run, resolve_device
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
-              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs")
+              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs", "l1")
 
 
 def _sha256(path: Path) -> str:
