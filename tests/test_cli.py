@@ -50,6 +50,15 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --metric synthesis --hparam synthesis.batch_size=0",
     "evaluate --runs {runs} --metric recon_ratio --hparam recon_ratio.overlap=max",
     "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.blur_sigma=-inf",
+    # weight-level and re-explaining metrics (seed 004, Quantus)
+    "evaluate --runs {runs} --metric max_sensitivity", "evaluate --runs {runs} --metric complexity,weight_sparsity",
+    "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.radius=0",
+    "evaluate --runs {runs} --interp cam --metric local_lipschitz --hparam local_lipschitz.std=-1",
+    "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.norm=l3",
+    "evaluate --runs {runs} --metric stability_c1 --hparam stability_c1.radius2=0",
+    "evaluate --runs {runs} --metric stability_c2 --hparam stability_c2.radius1=-0.1",
+    "evaluate --runs {runs} --metric stability_c1 --hparam stability_c1.norm=fro",
+    "evaluate --runs {runs} --metric faithfulness --hparam faithfulness.norm=l3",
     # report and list
     "report --results /nonexistent/results.jsonl", "report --out {bad}", "list widgets", "list models --bogus",
     "",
