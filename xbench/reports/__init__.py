@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import XbenchError
 from ..fileio import atomic_write, atomic_write_text
+from .weights import weight_text
 from .tables import (accuracy_table, arms, example_table, format_table3, layer_table, leaderboard, load_results,
                      pairs, table3)
 
@@ -109,7 +110,7 @@ def _figures(df: pd.DataFrame, results_dir: Path, fig_dir: Path) -> dict[str, Pa
 
 def build_report(out: str | Path = "reports", results: str | Path | None = None, figures: bool = True) -> ReportResult:
     """Read ``<out>/results.jsonl`` (or ``results``) and write the leaderboard, pairs and figures into ``out``."""
-    from .html import render
+    from .html import render, weight_sections
 
     out = Path(out)
     results = Path(results) if results else out / "results.jsonl"
@@ -128,9 +129,12 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
     if figures:  # figures name each arm "method · optimizer" (plain "optimizer" for erm runs)
         from .split_figure import split_comparison
 
-        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures")}
+        from .weights import weight_figures
+
+        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures"),
+                **weight_figures(arms(df), lambda rel: _side(results.parent, rel), out / "figures")}
     files += [str(p) for p in figs.values()]
-    html = render(df, board, pair_table, figs)
+    html = render(df, board, pair_table, figs, extra=weight_sections(board))
     atomic_write_text(out / "leaderboard.html", html)
     files.append(str(out / "leaderboard.html"))
     text = [format_table3(board, pair_table)]
@@ -139,4 +143,5 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
                          ("model metrics", example_table(board, ["decomposition", "synthesis"]))):
         if not table.empty:
             text.append(f"\n{title} (mean over seeds):\n{table.to_string(float_format=lambda v: f'{v:.3f}')}")
+    text += weight_text(board)
     return ReportResult("\n".join(text), files, {"leaderboard": board, "pairs": pair_table}, figs)
