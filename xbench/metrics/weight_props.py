@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..layers import constrained_weights, weight_matrix
 from ..settings import Setting
 from ..space import inputs_per_pass
 from .base import METRICS, Metric, pearson
-from .chain import chain_layers, constrained_or_fail, run_to, suffix
+from .chain import ACTIVATIONS, chain_layers, constrained_or_fail, run_to, suffix
 
 COS_EDGES = np.linspace(-1.0, 1.0, 81)  # fixed bins: every model's cosine histograms line up
 
@@ -101,6 +102,8 @@ class Faithfulness(Metric):
     R is the mean cross-entropy on the held-out examples. Zeroing row i (its bias kept, as the definition reads) fixes
     z_i = b_i, so the layer input is computed once and the rest of the chain runs on a stack of (rows × examples) with
     one channel replaced at a time: no model copy per row, as many rows per pass as ``space.PASS_ELEMENTS`` allows.
+    Where a Linear layer feeds an activation and another Linear, the next pre-activation of row i's stack is
+    z_next + (f(b_i) − a_i)·W_next[:, i], a rank-1 update that skips the next matrix product.
     """
 
     category = "weights"
@@ -143,15 +146,34 @@ class Faithfulness(Metric):
         z = layer(a)  # [B, n, ...]
         n, b = z.shape[1], z.shape[0]
         bias = layer.bias if layer.bias is not None else torch.zeros(n, device=z.device, dtype=z.dtype)
-        fill = bias.view(1, 1, n, *([1] * (z.ndim - 2))).expand(1, b, *z.shape[1:])
-        per_pass = max(1, inputs_per_pass(self.params["batch_size"], tuple(z.shape[1:])) // b)
-        upper = suffix(model, i + 1)
+        rank1 = _rank_one(model, i)
+        if rank1 is not None:  # Linear → activation → Linear: the next pre-activation moves by a rank-1 term
+            act, nxt, rest = rank1
+            h = act(z)
+            z_next, delta = nxt(h), act(bias)[None] - h  # delta[b, r]: change of unit r's output when row r is 0
+            width = z_next.shape[1]
+        else:
+            rest, width = suffix(model, i + 1), z[0].numel()
+            fill = bias.view(1, 1, n, *([1] * (z.ndim - 2))).expand(1, b, *z.shape[1:])
+        per_pass = max(1, inputs_per_pass(self.params["batch_size"], (width,)) // b)
         risks = []
         for s in range(0, n, per_pass):
             rows = torch.arange(s, min(n, s + per_pass), device=z.device)
-            mask = F.one_hot(rows, n).to(z.dtype).view(len(rows), 1, n, *([1] * (z.ndim - 2)))
-            zk = z[None] * (1 - mask) + fill * mask  # [k, B, n, ...]: row r's output replaced by its bias
-            logits = upper(zk.flatten(0, 1))
+            if rank1 is not None:  # [k, B, n_next] = z_next + delta[:, r] ⊗ W_next[:, r]
+                zk = z_next[None] + delta[:, rows].T[:, :, None] * nxt.weight[:, rows].T[:, None, :]
+            else:
+                mask = F.one_hot(rows, n).to(z.dtype).view(len(rows), 1, n, *([1] * (z.ndim - 2)))
+                zk = z[None] * (1 - mask) + fill * mask  # [k, B, n, ...]: row r's output replaced by its bias
+            logits = rest(zk.flatten(0, 1))
             ce = F.cross_entropy(logits, y.repeat(len(rows)), reduction="none").view(len(rows), b)
             risks.append(ce.mean(1))
         return torch.cat(risks)
+
+
+def _rank_one(model, i):
+    """(activation, next Linear, chain after it) when layer i is Linear followed by one elementwise activation and a
+    Linear; None otherwise (convolutions, pooling in between)."""
+    if not (isinstance(model[i], nn.Linear) and i + 2 < len(model) and isinstance(model[i + 1], ACTIVATIONS)
+            and isinstance(model[i + 2], nn.Linear)):
+        return None
+    return model[i + 1], model[i + 2], suffix(model, i + 3)
