@@ -67,6 +67,25 @@ def test_a_study_runs_resumes_and_tags_every_record(tmp_path, capsys):
     assert len(read_jsonl(out / "reports" / "results.jsonl")) == len(records)
 
 
+def test_two_recipes_stay_apart_and_runs_patterns_pick_one(tmp_path, capsys):
+    """A second [[train]] table (another lr, its own out) and an evaluate table naming only its runs."""
+    study = tmp_path / "two.toml"
+    body = STUDY.split("[explain]")[0].replace("[train]", "[[train]]")
+    study.write_text(body + '[[train]]\nout = "recipe-b"\nmodel = "lenet"\ndata = "fake"\nopt = ["sgd", "bort-s"]\n'
+                            'seeds = [0]\nepochs = 1\nlr = 0.02\n\n[[evaluate]]\nmetric = "gram"\n\n'
+                            '[[evaluate]]\nruns = "recipe-b/*"\ninterp = "cam"\nmetric = "deletion"\nn = 4\n\n[report]\n')
+    out = tmp_path / "out"
+    code, text, err = run(capsys, study, "--out", out, "--quiet")
+    assert code == 0, err
+    assert len(list((out / "recipe-b").iterdir())) == 2 and len(list((out / "checkpoints").iterdir())) == 2
+    records = read_jsonl(out / "reports" / "results.jsonl")
+    assert {r["run_id"] for r in records if r["metric"] == "deletion"} == {p.name for p in (out / "recipe-b").iterdir()}
+    from xbench.reports import build_report
+
+    board = build_report(out / "reports", figures=False).tables["leaderboard"]
+    assert set(board[board["metric"] == "gram"]["variant"]) == {"lr=0.01", "lr=0.02"}
+
+
 BAD = [  # (what is wrong, the study text, the line the error must name, words the message must hold)
     ("syntax", STUDY.replace("seeds = [0]", "seeds = [0"), 9, "invalid TOML"),
     ("unknown section", STUDY + "\n[evalute]\n", 27, "did you mean evaluate"),
@@ -79,7 +98,7 @@ BAD = [  # (what is wrong, the study text, the line the error must name, words t
     ("unknown interpreter", STUDY.replace('interp = "cam"', 'interp = "cma"'), 12, "cma"),
     ("switch with a value", STUDY.replace("no-figures = true", 'no-figures = "yes"'), 25, "true or false"),
     ("table for a value", STUDY.replace("seeds = [0]", "seeds = { a = 1 }"), 8, "not a table"),
-    ("runs no train makes", STUDY.replace("n = 4\nhparam", 'n = 4\nruns = "elsewhere/*"\nhparam'), 19,
+    ("runs no train makes", STUDY.replace("n = 4\nhparam", 'n = 4\nruns = "checkpoints/resnet*"\nhparam'), 19,
      "names no run"),
 ]
 

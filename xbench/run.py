@@ -14,7 +14,7 @@
     [report]
 
 The whole file is checked before any work: syntax, sections, keys (with close matches), every value through the
-stage's own parser and settings, and `runs` patterns against the runs the train tables make; a mistake is one line
+stage's own parser and settings, and `runs` patterns (like `out`, relative to the study's out folder) against the runs the train tables make; a mistake is one line
 ``file:line: ...`` (exit 2). The stages then run in order, each skipping what is done (finished runs, cached maps,
 existing records), so a killed study re-run finishes without redoing work. Every record carries the study file and
 its sha256. Under torchrun each stage distributes what it distributes on its own.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import fnmatch
+import glob
 import hashlib
 import re
 import sys
@@ -218,6 +219,9 @@ def load_study(path: str | Path, out: str | None = None, **options: Any) -> Stud
             argv += ["--runs", "(the study's runs)"]
         try:
             stage.args = parser.parse_args(argv[1:])
+            for key in ("out", "runs"):  # a study's own paths are relative to its out folder
+                if key in stage.keys:
+                    setattr(stage.args, key, str(base / getattr(stage.args, key)))
             if stage.kind == "train":
                 runs += [Path(stage.args.out) / c.run_id for c in plan(**_recipe(cli.train_kwargs(stage.args)))]
             elif stage.kind in ("explain", "evaluate"):
@@ -230,7 +234,7 @@ def load_study(path: str | Path, out: str | None = None, **options: Any) -> Stud
     for stage in stages:
         if stage.kind in ("explain", "evaluate") and "runs" in stage.keys:
             pattern = stage.args.runs
-            if not any(fnmatch.fnmatch(str(r), pattern) for r in runs) and not list(Path().glob(pattern)):
+            if not any(fnmatch.fnmatch(str(r), pattern) for r in runs) and not glob.glob(pattern):
                 raise study.error(stage, "runs", f"runs {pattern!r} names no run the train tables make (they make "
                                                  f"{', '.join(str(r) for r in runs[:3]) or 'none'}"
                                                  f"{', …' if len(runs) > 3 else ''})")
@@ -249,7 +253,7 @@ def _stage_kwargs(study: Study, stage: Stage) -> dict:
     if stage.kind in ("explain", "evaluate"):  # the study's runs (those a `runs` pattern names), trained or not
         pattern = kw["runs"] if "runs" in stage.keys else "*"
         named = [str(r) for r in study.runs if fnmatch.fnmatch(str(r), pattern)]
-        kw["runs"] = named + sorted(str(p) for p in Path().glob(pattern) if p.is_dir() and str(p) not in named
+        kw["runs"] = named + sorted(p for p in glob.glob(pattern) if Path(p).is_dir() and p not in named
                                     ) if "runs" in stage.keys else named
     return kw
 
