@@ -51,6 +51,7 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.blur_sigma=-inf",
     # report and list
     "report --results /nonexistent/results.jsonl", "report --out {bad}", "list widgets", "list models --bogus",
+    "run /nonexistent/study.toml", "run studies/demo.toml --device quantum",
     "",
 ]
 

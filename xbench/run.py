@@ -201,8 +201,9 @@ def load_study(path: str | Path, out: str | None = None, **options: Any) -> Stud
     """Read and check a whole study file (nothing is run or written); ``options`` are `xbench run`'s own flags."""
     from . import cli
     from .evaluate import plan_jobs
-    from .train import plan
+    from .train import plan, resolve_device
 
+    resolve_device(options.get("device") or "auto")  # a device that cannot be had fails before any stage runs
     study = StudyFile(path)
     stages = _stages(study)
     base = Path(out or study.data.get("study", {}).get("out") or Path("studies-out") / study.path.stem)
