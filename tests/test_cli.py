@@ -61,6 +61,7 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --metric faithfulness --hparam faithfulness.norm=l3",
     # report and list
     "report --results /nonexistent/results.jsonl", "report --out {bad}", "list widgets", "list models --bogus",
+    "run /nonexistent/study.toml", "run studies/demo.toml --device quantum",
     "",
 ]
 
