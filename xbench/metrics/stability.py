@@ -6,6 +6,7 @@ from the image to a_2 (the activation after fc2); the last hidden column is the 
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -92,6 +93,7 @@ class StabilityC1(Metric):
         return {**self.params, "space": "pixel space (the dataset's normalisation is part of the map)",
                 "output": "a_l after the activation following each Conv/Linear layer but the last (a_{L-1} = last)",
                 "directions_law": "Gaussian, scaled to unit norm, torch.Generator(seed) on CPU, [N, M, C*H*W]",
+                "precision": "sampled ratios in float64 (a double copy of the model); Lipschitz in the model's dtype",
                 "upper_bound": "prod_{k<=l} ||W_k||_2 / min(std): Linear exact, Conv by 100 power iterations at its "
                                "input shape; activations and max-pools taken as 1-Lipschitz (non-overlapping pools)",
                 "lipschitz": "max over examples of ||J(x)||_2, power iteration on J^T J"}
@@ -102,13 +104,16 @@ class StabilityC1(Metric):
         self.layer_names = [n for n, _ in outs]
         p, px = _P[self.params["norm"]], self.space.to_pixels(x)
         u = directions(x, self.params["directions"], self.params["seed"], p)
-        f = lambda pix: run_to(model, self.space.to_input(pix), ends)  # noqa: E731
+        # a float64 twin for the sampled ratios: at small radii ‖a(x′) − a(x)‖ cancels most digits, and float32
+        # rounding would make the ratio depend on how the passes are batched
+        m64 = copy.deepcopy(model).double()
+        f = lambda pix: run_to(m64, self.space.to_input(pix), ends)  # noqa: E731
         with torch.no_grad():
-            clean = f(px)
+            clean = f(px.double())
         scores, ratios = {}, []
         for k in (1, 2, 3):
             r = self.params[f"radius{k}"]
-            per = _ratios(f, px, u, r, clean, p, self.params["batch_size"])  # [L, N, M]
+            per = _ratios(f, px.double(), u.double(), r, clean, p, self.params["batch_size"])  # [L, N, M]
             ratios.append(per.flatten(1).cpu().numpy())
             for s, vals in zip(("max", "q99", "median"), zip(*[_stats(per[j]) for j in range(len(ends))])):
                 scores[f"{s}_r{k}"] = torch.tensor([vals])
