@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -55,7 +56,16 @@ def _op_norm(layer: nn.Module, in_shape, iters: int) -> float:
 
 
 def _spectral(f, x: torch.Tensor, iters: int, seed: int) -> torch.Tensor:
-    """σ_max of ∂f/∂x per example by power iteration on JᵀJ (torch.func jvp + vjp; examples are independent)."""
+    """σ_max of ∂f/∂x per example by power iteration on JᵀJ (torch.func jvp + vjp; examples are independent).
+
+    Forward-mode AD loads torch's jvp decompositions on first use, which warns that torch.jit.script is deprecated
+    (torch's own code, once per process): silenced here, it is not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)
+        return _power(f, x, iters, seed)
+
+
+def _power(f, x: torch.Tensor, iters: int, seed: int) -> torch.Tensor:
     _, vjp = torch.func.vjp(f, x)
     jvp = lambda v: torch.func.jvp(f, (x,), (v,))[1]  # noqa: E731
     view = (-1, *[1] * (x.ndim - 1))
@@ -208,7 +218,8 @@ class StabilityC2(Metric):
         per = pts.shape[1]
         chunk = max(1, PASS_ELEMENTS // (per * n_out * d))
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)  # see _spectral
             for s in range(0, pts.shape[0], chunk):
                 j = jac(pts[s:s + chunk].flatten(0, 1)).reshape(-1, per, n_out * d)
                 diff = (j[:, 1:] - j[:, :1]).norm(dim=2).view(-1, 3, m)  # [c, 3, M]
