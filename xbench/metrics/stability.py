@@ -92,6 +92,7 @@ class StabilityC1(Metric):
     higher_is_better = False
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {**{f"{s}_r{k}": False for k in (1, 2, 3) for s in ("max", "q99", "median")}, "lipschitz": False,
               "upper_bound": False}
     settings = {**COMMON, "directions": Setting(16, "random directions per example", range="[1, inf)"),
@@ -181,6 +182,7 @@ class StabilityC2(Metric):
     higher_is_better = False
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {f"{s}_r{k}": False for k in (1, 2, 3) for s in ("median", "q99", "max", "changed")}
     settings = {**COMMON, "directions": Setting(4, "random directions per example", range="[1, inf)")}
 

@@ -110,6 +110,7 @@ class Faithfulness(Metric):
     higher_is_better = True
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {"pearson": True, "spearman": True}
     settings = {"norm": Setting("l2", "row norm ‖W_i‖ correlated with the risk increase", choices=("l2", "l1")),
                 "batch_size": Setting(4096, "inputs per pass of the upper layers", range="[1, inf)", memory=True)}
