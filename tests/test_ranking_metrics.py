@@ -143,3 +143,32 @@ def test_bad_settings_are_one_line_errors(name, params):
     with pytest.raises(XbenchError) as err:
         create_metric(name, SPACE, **params)
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------- sanity baselines
+def test_random_baseline_is_seeded_uniform_and_differs_per_image():
+    from xbench.interpreters import create_interpreter
+
+    model = create_model("lenet", (1, 28, 28), 10).eval()
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    maps = create_interpreter("random", model, SPACE).attribute(x)
+    assert maps.min() >= 0 and maps.max() < 1 and abs(float(maps.mean()) - 0.5) < 0.01
+    assert abs(float(maps.flatten().var()) - 1 / 12) < 0.003  # U(0, 1)
+    assert float(np.corrcoef(maps[0].flatten(), maps[1].flatten())[0, 1]) < 0.2  # one map per image
+    assert torch.equal(maps, create_interpreter("random", model, SPACE).attribute(x))
+    assert not torch.equal(maps, create_interpreter("random", model, SPACE, seed=1).attribute(x))
+
+
+def test_edge_baseline_is_the_sobel_magnitude():
+    from scipy.ndimage import sobel
+
+    from xbench.interpreters import create_interpreter
+
+    space = InputSpace((0.5, 0.4, 0.3), (0.25, 0.25, 0.25))
+    pixels = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    model = torch.nn.Identity().eval()  # no model is used
+    maps = create_interpreter("edge", model, space).attribute(space.to_input(pixels), torch.zeros(2))
+    p = pixels.double().numpy()
+    ref = np.stack([sum(np.hypot(sobel(p[i, c], axis=0, mode="nearest"), sobel(p[i, c], axis=1, mode="nearest"))
+                        for c in range(3)) for i in range(2)])
+    assert np.abs(maps.numpy() - ref).max() < 1e-4

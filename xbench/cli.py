@@ -107,6 +107,8 @@ def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--results", default=None, help="results file (default: <out>/results.jsonl)")
     r.add_argument("--out", default="reports", help="report folder (default: reports)")
     r.add_argument("--no-figures", action="store_true", help="tables only")
+    r.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the ranking intervals, at "
+                                                             "least 100 (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
 
 
@@ -231,7 +233,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 def _cmd_report(a: argparse.Namespace) -> None:
     from .reports import build_report
 
-    result = build_report(a.out, results=a.results, figures=not a.no_figures)
+    result = build_report(a.out, results=a.results, figures=not a.no_figures, bootstrap=a.bootstrap)
     if not a.quiet:
         print(result.text)
     print(f"wrote {', '.join(result.files)}")

@@ -30,6 +30,7 @@ from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
 from .train import load_run, resolve_device
+from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
@@ -135,8 +136,10 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         raise XbenchError(f"--n must be at least 1, not {n}")
     for name in interp_names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
+    variants = {name: cross(METRICS, name, hparams.get(name, {})) for name in metric_names}  # comma lists cross
     for name in metric_names:
-        METRICS.check(name, hparams.get(name, {}))
+        for params, _ in variants[name]:
+            create_metric(name, None, **params)  # constructors check more than types (road's percentage grid)
     run_dirs = resolve_runs(runs)
     check_writable(out)
     out = Path(out)
@@ -150,14 +153,15 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         base = run_fields(cfg, run)
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
-        jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
+        jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
+            ("", m, *v) for m in model_metrics for v in variants[m]]
         ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
-        for interp, metric_name in bar:
-            bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
-            metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
+        for interp, metric_name, metric_params, variant in bar:
+            bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {variant}")
+            metric = create_metric(metric_name, data.space, **metric_params)
             ikey = ikeys.get(interp, "")
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
@@ -165,7 +169,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
                                      "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev)}
+                                     "device": str(dev), "variant": variant,
+                                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline}
             maps = None
             if interp:
                 if interp not in loaded:

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import read_jsonl
+from .ranking import BASELINES
 
 JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_used", "score", "layer"]
-GROUP = ["model", "dataset", "interpreter", "metric", "score", "layer"]
+GROUP = ["model", "dataset", "interpreter", "metric", "variant", "score", "layer"]
 BASE_OF = {"bort-s": "sgd", "bort-a": "adamw"}
 # two-sided 95 % Student t quantiles by degrees of freedom (df > 30 uses the largest tabulated df ≤ it)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -30,8 +31,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(read_jsonl(path))
     if df.empty:
         return df
-    for col in ("interpreter", "layer"):
-        df[col] = df[col].fillna("")
+    for col in ("interpreter", "layer", "variant"):  # variant: the crossed --hparam values ("" when none)
+        df[col] = df[col].fillna("") if col in df else ""
     df["method"] = df["method"].fillna("erm") if "method" in df else "erm"  # records before --method: plain training
     if "n_used" not in df:  # records before n_used: n_requested held the count used
         df["n_used"] = df["n_requested"]
@@ -42,10 +43,12 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
-    keys = ["model", "dataset", "interpreter", "method", "optimizer", "metric", "score", "layer", "higher_is_better"]
+    keys = ["model", "dataset", "interpreter", "method", "optimizer", "metric", "variant", "score", "layer",
+            "higher_is_better"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
                 heldout_acc=("heldout_acc", "mean")).reset_index()
+    out["baseline"] = out["interpreter"].isin(BASELINES)  # sanity baselines (random, edge), marked in reports
     return out
 
 
@@ -72,8 +75,8 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     j = pd.concat(rows)
-    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "method", "optimizer", "base_optimizer",
-            "higher_is_better"]
+    keys = ["model", "dataset", "interpreter", "metric", "variant", "score", "layer", "method", "optimizer",
+            "base_optimizer", "higher_is_better"]
     out = []
     for key, grp in j.groupby(keys, dropna=False, sort=True):
         d = grp["delta"].to_numpy(dtype=float)
@@ -110,7 +113,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     sub = arms(board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])])
     if sub.empty:
         return [], []
-    sub["column"] = sub["model"] + " · " + sub["dataset"]
+    sub["column"] = sub["model"] + " · " + sub["dataset"] + np.where(sub["variant"] != "", " · " + sub["variant"], "")
     columns = sorted(set(zip(sub["column"], sub["metric"])))
     best = {c: (g["mean"].min() if c[1] == "deletion" else g["mean"].max())
             for c, g in sub.groupby(["column", "metric"])}
@@ -118,7 +121,8 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     deltas = {}
     if not pair_table.empty:
         for r in arms(pair_table[pair_table["score"] == pair_table["metric"]]).itertuples():
-            deltas[(r.interpreter, r.optimizer, f"{r.model} · {r.dataset}", r.metric)] = r
+            column = f"{r.model} · {r.dataset}" + (f" · {r.variant}" if r.variant else "")
+            deltas[(r.interpreter, r.optimizer, column, r.metric)] = r
     rows = []
     for interp, opt in sorted(set(zip(sub["interpreter"], sub["optimizer"]))):
         row = []
@@ -145,7 +149,7 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
             if cell is not None and cell["pair"] is not None:
                 text += f" Δ{cell['pair'].delta:+.3f}"
             texts.append(f"{text:>24}")
-        lines.append(f"{interp:<16}{opt:<9}" + "".join(texts))
+        lines.append(f"{interp + ('†' if interp in BASELINES else ''):<16}{opt:<9}" + "".join(texts))
     return "\n".join(lines)
 
 
