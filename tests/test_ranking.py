@@ -39,7 +39,7 @@ def _write(tmp, n=40):
                 for score, hib in scores.items():
                     recs.append({"run_id": f"run{seed}", "pair_id": f"p{seed}", "model": "lenet", "dataset": "toy",
                                  "optimizer": "sgd", "seed": seed, "interpreter": interp, "interp_key": interp,
-                                 "metric": metric, "metric_key": metric + variant, "variant": variant,
+                                 "metric": metric, "metric_key": metric + variant, "metric_variant": variant,
                                  "score": score, "layer": "", "level": "example", "category": "faithfulness",
                                  "higher_is_better": hib, "n": n, "n_requested": n, "n_used": n,
                                  "mean": float(arrays[score].mean()), "std": 0.1, "scores_file": side,
@@ -53,7 +53,7 @@ def test_ranks_intervals_and_random_check_against_a_loop(tmp_path):
     truth = _write(tmp_path)
     result = build_report(tmp_path, figures=False, bootstrap=200)
     ranking = result.tables["ranking"]
-    unit = ranking[(ranking["metric"] == "deletion") & (ranking["variant"] == "substrate=zero")]
+    unit = ranking[(ranking["metric"] == "deletion") & (ranking["metric_variant"] == "substrate=zero")]
     # the loop: per image, sort interpreters by AUC (lower is better), rank 1..4, images of both seeds pooled
     ranks = {i: [] for i in INTERPS}
     for seed in (0, 1):
@@ -133,13 +133,13 @@ def test_a_comma_list_crosses_into_one_job_per_value(tiny_run, tmp_path):
                                       "road": {"percentages": "20,60", "substrate": "zero,noisy_linear"}})
     recs = read_jsonl(tmp_path / "results.jsonl")
     dele = [r for r in recs if r["metric"] == "deletion"]
-    assert sorted({r["variant"] for r in dele}) == ["substrate=blur", "substrate=zero"]
-    assert all(r["metric_params"]["substrate"] == r["variant"].split("=")[1] for r in dele)
+    assert sorted({r["metric_variant"] for r in dele}) == ["substrate=blur", "substrate=zero"]
+    assert all(r["metric_params"]["substrate"] == r["metric_variant"].split("=")[1] for r in dele)
     assert all(r["metric_params"]["step"] == 40 for r in dele) and len(dele) == 3 * 2
     road = [r for r in recs if r["metric"] == "road"]
     assert {r["metric_params"]["percentages"] == [20.0, 60.0] for r in road} == {True} and len(road) == 3 * 2 * 3
     assert {r["interp_baseline"] for r in recs if r["interpreter"] in ("random", "edge")} == {True}
     result = build_report(tmp_path, figures=True, bootstrap=100)
-    assert set(result.tables["ranking"]["variant"]) >= {"substrate=zero", "substrate=blur", "substrate=noisy_linear"}
+    assert set(result.tables["ranking"]["metric_variant"]) >= {"substrate=zero", "substrate=blur", "substrate=noisy_linear"}
     assert any("Kendall" in str(f) or "tau" in str(f) for f in result.files)
     assert "Stability" in _sections(tmp_path)

@@ -2,8 +2,8 @@
 a check against the ``random`` baseline, and Kendall τ between the rankings under each pair of substrates, orders
 and seeds (pandas, numpy and ``scipy.stats``; no torch).
 
-A *unit* is one ranking: model × dataset × arm (method · optimizer) × metric × variant (crossed ``--hparam``
-values) × score. In a unit every interpreter scores the same held-out images of each run, read from the per-example
+A *unit* is one ranking: model × dataset × recipe variant × arm (method · optimizer) × metric × metric variant
+(crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run, read from the per-example
 side files evaluate writes; per image the interpreters are ranked (1 = best, direction-aware, ties averaged). Images
 of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
 intervals, seeded). The ranking of a unit orders interpreters by mean rank; τ between two units is
@@ -19,7 +19,8 @@ from scipy import stats
 
 from ..errors import XbenchError
 
-UNIT = ["model", "dataset", "optimizer", "metric", "variant", "score"]
+UNIT = ["model", "dataset", "variant", "optimizer", "metric", "metric_variant", "score"]
+GROUP = UNIT[:4]  # one model × arm: the rankings compared in "Stability"
 BASELINES = ("random", "edge")  # interpreters.BASELINES, repeated here: reports do not import torch
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ranking import BASELINES
+from .ranking import BASELINES, UNIT
 
 
 def _f(v, digits=2) -> str:
@@ -17,8 +17,8 @@ def _f(v, digits=2) -> str:
 
 def _unit_title(r) -> str:
     metric = r["metric"] + ("" if r["score"] == r["metric"] else f".{r['score']}")
-    return f"{r['model']} · {r['dataset']} · {r['optimizer']} · {metric}" + (f" [{r['variant']}]" if r["variant"]
-                                                                              else "")
+    head = " · ".join(str(r[k]) for k in ("model", "dataset", "variant", "optimizer") if r[k] != "")
+    return f"{head} · {metric}" + (f" [{r['metric_variant']}]" if r["metric_variant"] else "")
 
 
 def not_beating_random(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def ranking_html(ranking: pd.DataFrame) -> str:
             "mean rank ± SEM, median, and percentile-bootstrap 95 % intervals over images (seeds pooled). "
             "<i>baseline</i> marks the sanity baselines; <span class=bad>not &gt; random</span>: the paired interval "
             "against <code>random</code> does not exclude 0.</p>"]
-    for _, t in ranking.groupby(["model", "dataset", "optimizer", "metric", "variant", "score"], sort=True):
+    for _, t in ranking.groupby(UNIT, sort=True):
         head = t.iloc[0]
         rows = []
         for _, r in t.iterrows():
@@ -79,7 +79,7 @@ def ranking_text(ranking: pd.DataFrame, verdicts: list[str]) -> str:
     if ranking.empty:
         return ""
     lines = ["\nranking (mean rank [95 % CI], 1 = best; † baseline; ! not better than random):"]
-    for _, t in ranking.groupby(["model", "dataset", "optimizer", "metric", "variant", "score"], sort=True):
+    for _, t in ranking.groupby(UNIT, sort=True):
         cells = [f"{r.interpreter}{'†' if r.interpreter in BASELINES else ''}"
                  f"{'!' if r.beats_random == 0.0 else ''} "
                  f"{r.mean_rank:.2f} [{_f(r.rank_ci_low)}, {_f(r.rank_ci_high)}]" for r in t.itertuples()]

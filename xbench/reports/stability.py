@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .ranking import UNIT, example_scores, image_ranks, tau_between, unit_matrix, unit_ranking
+from .ranking import GROUP, UNIT, example_scores, image_ranks, tau_between, unit_matrix, unit_ranking
 
-GROUP = ["model", "dataset", "optimizer"]
 ORDER_SCORES = ({"morf", "lerf"}, {"road_morf", "road_lerf"})
+
+
+def _group_label(group: tuple) -> str:
+    return " · ".join(str(g) for g in group if g != "")
 
 
 def _variant(text: str) -> dict[str, str]:
@@ -59,7 +62,7 @@ def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000):
     ranking, stability, matrices, verdicts = [], [], {}, []
     for group, g in ex.groupby(GROUP, sort=True):
         wides = {}
-        for unit, u in g.groupby(UNIT[3:], sort=True):
+        for unit, u in g.groupby(UNIT[len(GROUP):], sort=True):
             wide = unit_matrix(u)
             if wide.shape[1] < 2 or wide.empty:
                 continue
@@ -70,7 +73,7 @@ def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000):
         rows = _pairs(group, wides, n_boot)
         stability += rows
         if wides:
-            matrices[" · ".join(map(str, group))] = _matrix(wides)
+            matrices[_group_label(group)] = _matrix(wides)
             verdicts.append(_verdict(group, wides, rows))
     rank_df = pd.concat(ranking, ignore_index=True) if ranking else pd.DataFrame()
     if not rank_df.empty:
@@ -130,7 +133,7 @@ def _verdict(group: tuple, wides: dict, rows: list[dict]) -> str:
         if len(t):
             parts.append(f"τ {kind} median {np.nanmedian(t):+.2f} (min {np.nanmin(t):+.2f}, {len(t)} pairs)")
     flips.sort(reverse=True)
-    text = (f"{' · '.join(map(str, group))}: {len(orders)} rankings; " + "; ".join(parts)
+    text = (f"{_group_label(group)}: {len(orders)} rankings; " + "; ".join(parts)
             + f"; settled: {', '.join(settled) or 'none'}"
             + f"; flips: {', '.join(f'{p} ({k} of {len(pos)})' for k, p in flips[:4]) or 'none'}")
     return text
@@ -160,6 +163,7 @@ def report_parts(df: pd.DataFrame, results_dir: Path, out: Path, figures: bool, 
     if not weak.empty:
         text += "\nnot better than random (paired bootstrap interval includes 0): " + "; ".join(
             f"{r.interpreter} under {r.metric}{'' if r.score == r.metric else '.' + r.score}"
-            f"{f' [{r.variant}]' if r.variant else ''} ({r.model} · {r.optimizer})" for r in weak.itertuples())
+            f"{f' [{r.metric_variant}]' if r.metric_variant else ''} ({_group_label(tuple(getattr(r, k) for k in GROUP))})"
+            for r in weak.itertuples())
     sections = [("Ranking", ranking_html(ranking)), ("Stability", stability_html(stability, verdicts, heatmaps))]
     return sections, text, {"ranking": ranking, "stability": stability}, files
