@@ -164,7 +164,8 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
     columns, rows = table3(board, pair_table)
     if not rows:
         return "(no deletion/insertion results yet)"
-    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in columns),
+    heads = [c[0] if len(c[0]) <= 22 else "…" + c[0][-21:] for c in columns]  # the tail names the variant
+    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{h:>24}" for h in heads),
              " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in columns)]
     for interp, opt, cells in rows:
         texts = []
