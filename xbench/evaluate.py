@@ -139,7 +139,6 @@ def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterabl
         raise XbenchError(f"--n must be at least 1, not {n}")
     for name in interp_names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
-    variants = {m: cross(METRICS, m, hparams.get(m, {})) for m in map_metrics + model_metrics}  # comma lists cross
     for name in metric_names:
         for params, _ in cross(METRICS, name, hparams.get(name, {})):  # a comma list crosses into jobs
             create_metric(name, None, **params)  # constructors check more than types (road's percentage grid)
@@ -157,6 +156,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     the jobs still to do and the ones done, computing and writing nothing."""
     interp_names, map_metrics, model_metrics = plan_jobs(interps, metrics, n, hparams)
     hparams = hparams or {}
+    variants = {m: cross(METRICS, m, hparams.get(m, {})) for m in map_metrics + model_metrics}  # comma lists cross
     run_dirs = resolve_runs(runs)
     if not dry_run:
         check_writable(out)
