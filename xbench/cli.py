@@ -107,6 +107,8 @@ def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--results", default=None, help="results file (default: <out>/results.jsonl)")
     r.add_argument("--out", default="reports", help="report folder (default: reports)")
     r.add_argument("--no-figures", action="store_true", help="tables only")
+    r.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the ranking intervals, at "
+                                                             "least 100 (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
 
 
@@ -239,7 +241,7 @@ def evaluate_kwargs(a: argparse.Namespace) -> dict:
 
 
 def report_kwargs(a: argparse.Namespace) -> dict:
-    return dict(out=a.out, results=a.results, figures=not a.no_figures)
+    return dict(out=a.out, results=a.results, figures=not a.no_figures, bootstrap=a.bootstrap)
 
 
 def _cmd_explain(a: argparse.Namespace) -> None:

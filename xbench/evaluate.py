@@ -30,6 +30,7 @@ from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
 from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
+from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
@@ -139,7 +140,8 @@ def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterabl
     for name in interp_names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
     for name in metric_names:
-        METRICS.check(name, hparams.get(name, {}))
+        for params, _ in cross(METRICS, name, hparams.get(name, {})):  # a comma list crosses into jobs
+            create_metric(name, None, **params)  # constructors check more than types (road's percentage grid)
     return interp_names, map_metrics, model_metrics
 
 
@@ -154,6 +156,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     the jobs still to do and the ones done, computing and writing nothing."""
     interp_names, map_metrics, model_metrics = plan_jobs(interps, metrics, n, hparams)
     hparams = hparams or {}
+    variants = {m: cross(METRICS, m, hparams.get(m, {})) for m in map_metrics + model_metrics}  # comma lists cross
     run_dirs = resolve_runs(runs)
     if not dry_run:
         check_writable(out)
@@ -168,14 +171,15 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         base = run_fields(cfg, run)
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
-        jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
+        jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
+            ("", m, *v) for m in model_metrics for v in variants[m]]
         ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
-        for interp, metric_name in bar:
-            bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
-            metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
+        for interp, metric_name, metric_params, metric_variant in bar:
+            bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
+            metric = create_metric(metric_name, data.space, **metric_params)
             ikey = ikeys.get(interp, "")
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
@@ -186,7 +190,9 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
                                      "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev), **({"study": study} if study else {})}
+                                     "device": str(dev), "metric_variant": metric_variant,
+                                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
+                                     **({"study": study} if study else {})}
             maps = None
             if interp:
                 if interp not in loaded:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..space import InputSpace
 from .base import CATEGORIES, METRICS, Metric, check_category, pearson
-from . import complexity, decomposition, invertibility, perturbation, synthesis, weights  # noqa: F401 (registers)
+from . import complexity, decomposition, invertibility, perturbation, road, synthesis, weights  # noqa: F401 (registers)
 
 for _name in METRICS.list():
     check_category(METRICS.get(_name))
