@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/perturbation.py
 	$(BIN)/python benchmarks/split.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/weights.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -199,6 +199,7 @@ def _print_runs(runs: list[dict]) -> None:
         if r.get("diverged_at"):
             continue
         arm = r["opt"] if r.get("method", "erm") == "erm" else f"{r['method']} · {r['opt']}"
+        arm += f" · l1 {r['l1']:g}" if r.get("l1") else ""
         by_opt.setdefault(arm, []).append(100 * r["heldout_acc"])
     for opt, accs in by_opt.items():
         mean = sum(accs) / len(accs)

@@ -34,11 +34,11 @@ from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
-              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs")
-# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method) and seed;
+              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs", "l1")
+# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method, l1) and seed;
 # reports tell apart runs of one model and dataset whose recipes differ (a study may train under two)
 RECIPE_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__
-                      if f not in ("model", "data", "opt", "seed", "method", *OPTIMIZER_FIELDS))
+                      if f not in ("model", "data", "opt", "seed", "method", "l1", *OPTIMIZER_FIELDS))  # l1 names its arm
 
 
 def _sha256(path: Path) -> str:
@@ -70,16 +70,16 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
 
 
 def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None,
-                 batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 batch_size: int, explain=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run a metric over all examples in batches: (scores per name [N] or [N,L], details)."""
     if not metric.needs_data or metric.needs_all:  # weights only, or pairs examples: one call, batched inside
-        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)))
+        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)), explain=explain)
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
     for s in range(0, len(x), batch_size):
         sl = slice(s, s + batch_size)
-        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device))
+        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device), explain=explain)
         for k, v in scores.items():
             parts.setdefault(k, []).append(v.numpy())
         for k, v in metric.details.items():
@@ -173,7 +173,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         _, x, y, _ = examples
         jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
             ("", m, *v) for m in model_metrics for v in variants[m]]
-        ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
+        interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
+        ikeys = {i: interps[i].key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
@@ -202,7 +203,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()
-            scores, details = score_metric(metric, model, x, y, maps, batch_size)
+            scores, details = score_metric(metric, model, x, y, maps, batch_size,
+                                           explain=interps[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
             side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
                                                       f"{metric.key(data.shape)}-n{len(x)}.npz"
