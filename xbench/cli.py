@@ -103,6 +103,16 @@ def _evaluate_flags(v: argparse.ArgumentParser) -> None:
     _common(v, data=True, out=_default(evaluate, "out"))
 
 
+def _import_flags(i: argparse.ArgumentParser) -> None:
+    i.add_argument("--model", required=True, help="tv:<name> or an xbench model (`xbench list models`)")
+    i.add_argument("--weights", required=True, help="state_dict or checkpoint file (loaded with weights_only=True), "
+                                                    "or 'pretrained' (the library's default weights)")
+    i.add_argument("--data", required=True, help="dataset whose held-out split the run is scored on, e.g. "
+                                                 "imagefolder:/data/val")
+    i.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="model setting")
+    _common(i, data=True)
+
+
 def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--results", default=None, help="results file (default: <out>/results.jsonl)")
     r.add_argument("--out", default="reports", help="report folder (default: reports)")
@@ -120,6 +130,7 @@ COMMANDS = {  # name: (help, flags); a command's flags are built only when it ru
     "train": ("train paired runs (one per optimizer and seed)", _train_flags),
     "explain": ("saliency maps for held-out images of trained runs (cached)", _explain_flags),
     "evaluate": ("score maps and models; append records to results.jsonl", _evaluate_flags),
+    "import": ("turn weights trained elsewhere into a run folder (held-out accuracy measured)", _import_flags),
     "report": ("leaderboard.csv/html, pairs.csv and figures from results.jsonl", _report_flags),
     "list": ("list registered names (-v: with their settings)", _list_flags),
 }
@@ -228,6 +239,15 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
     print(summary)
 
 
+def _cmd_import(a: argparse.Namespace) -> None:
+    from .importer import import_model
+
+    r = import_model(a.model, a.weights, a.data, out=a.out, device=a.device, data_root=a.data_root,
+                     model_kwargs=dict(a.model_arg))
+    print(f"{r['run_id']}  held-out acc {100 * r['heldout_acc']:.2f}% on {r['n_heldout']} images  "
+          f"({r['layout']})  {r['run_dir']}")
+
+
 def _cmd_report(a: argparse.Namespace) -> None:
     from .reports import build_report
 
@@ -250,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv = list(sys.argv[1:] if argv is None else argv)
             args = _parser(argv[0] if argv else None).parse_args(argv)
             {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
-             "report": _cmd_report}[args.command](args)
+             "report": _cmd_report, "import": _cmd_import}[args.command](args)
     except XbenchError as err:
         if dist.should_print(err):
             print(f"xbench: error: {err}", file=sys.stderr)
