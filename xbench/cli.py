@@ -80,7 +80,7 @@ def _explain_flags(e: argparse.ArgumentParser) -> None:
 
     e.add_argument("--run", "--runs", dest="runs", required=True, help="run folder(s); wildcards allowed")
     e.add_argument("--interp", default=_default(explain, "interps"), help="interpreters, comma separated or 'all' (default: %(default)s)")
-    e.add_argument("--n", type=int, default=_default(explain, "n"), help="number of held-out images (default: %(default)s)")
+    e.add_argument("--n", "--n-examples", dest="n", type=int, default=_default(explain, "n"), help="number of held-out images (default: %(default)s)")
     e.add_argument("--hparam", type=_kv, action="append", default=[], metavar="INTERP.KEY=VALUE",
                    help="interpreter setting, e.g. rise.n_masks=2000 (repeatable; `xbench list interpreters -v`)")
     e.add_argument("--batch-size", type=int, default=_default(explain, "batch_size"),
@@ -94,7 +94,7 @@ def _evaluate_flags(v: argparse.ArgumentParser) -> None:
     v.add_argument("--runs", required=True, help="run folders, wildcards allowed (e.g. 'checkpoints/*')")
     v.add_argument("--interp", default=None, help="interpreters for map metrics ('all' for every one)")
     v.add_argument("--metric", default=None, help="metrics, comma separated (default: every metric that applies)")
-    v.add_argument("--n", type=int, default=_default(evaluate, "n"), help="number of held-out images (default: %(default)s)")
+    v.add_argument("--n", "--n-examples", dest="n", type=int, default=_default(evaluate, "n"), help="number of held-out images (default: %(default)s)")
     v.add_argument("--hparam", type=_kv, action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="interpreter or metric setting, e.g. deletion.step=20 (repeatable; `xbench list metrics -v`)")
     v.add_argument("--force", action="store_true", help="recompute records that already exist")
@@ -227,7 +227,8 @@ def _cmd_explain(a: argparse.Namespace) -> None:
 
     for line in explain(a.runs, interps=a.interp, n=a.n, hparams=_hparams(a.hparam), device=a.device,
                         batch_size=a.batch_size, data_root=a.data_root, progress=False if a.quiet else None):
-        print(line)
+        if dist.is_main():
+            print(line)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -236,7 +237,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
     summary = evaluate(a.runs, interps=a.interp, metrics=a.metric, n=a.n, hparams=_hparams(a.hparam), out=a.out,
                        device=a.device, batch_size=a.batch_size, force=a.force, data_root=a.data_root,
                        progress=False if a.quiet else None)
-    print(summary)
+    if dist.is_main():  # under torchrun rank 0 speaks for the job
+        print(summary)
 
 
 def _cmd_import(a: argparse.Namespace) -> None:
