@@ -199,7 +199,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             buf = io.BytesIO()
             np.savez_compressed(buf, **payload)
             atomic_write(side, lambda f: f.write(buf.getvalue()))
-            if append_once(results, key, records, _key_of):  # another writer on this --out may have done it
+            if append_once(results, key, records, _key_of, force):  # another writer on this --out may have done it
                 written += len(records)
             else:
                 skipped += 1

@@ -57,10 +57,12 @@ def locked(results: Path) -> Iterator[None]:
         yield
 
 
-def append_once(results: Path, key: tuple, records: Iterable[dict], key_of: Callable[[dict], Any]) -> bool:
-    """Append ``records`` unless a record of job ``key`` is already there (another writer's); under the lock."""
+def append_once(results: Path, key: tuple, records: Iterable[dict], key_of: Callable[[dict], Any],
+                force: bool = False) -> bool:
+    """Append ``records`` unless a record of job ``key`` is already there (another writer's; ``force`` appends
+    anyway, as ``evaluate --force`` asks); under the lock."""
     with locked(results):
-        if any(key_of(r) == key for r in read_jsonl(results)):
+        if not force and any(key_of(r) == key for r in read_jsonl(results)):
             return False
         append_jsonl(results, records)
         return True
