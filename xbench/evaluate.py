@@ -30,11 +30,15 @@ from .fileio import atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
 from .shard import append_once, from_main, over_ranks
-from .train import load_run, resolve_device
+from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
               "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs")
+# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method) and seed;
+# reports tell apart runs of one model and dataset whose recipes differ (a study may train under two)
+RECIPE_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__
+                      if f not in ("model", "data", "opt", "seed", "method", *OPTIMIZER_FIELDS))
 
 
 def _sha256(path: Path) -> str:
@@ -58,6 +62,7 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
     if not str(out["optimizer"]).startswith("bort"):
         for k in ("bort_lambda", "bort_mode", "bort_amplitude"):
             out[k] = None
+    out["recipe"] = {k: cfg[k] for k in RECIPE_FIELDS if k in cfg}
     out["heldout_acc"] = cfg.get("heldout_acc")
     out["epochs_done"] = cfg.get("epochs_done")
     out["checkpoint_sha256"] = _sha256(Path(run) / CHECKPOINT_NAME)
@@ -121,12 +126,10 @@ def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key:
     return (run_id, interp, interp_key, metric, metric_key, int(n))
 
 
-def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
-             metrics: str | Iterable[str] | None = None, n: int = 100,
-             hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
-             batch_size: int = 32, force: bool = False, data_root: str | None = None,
-             progress: bool | None = None) -> str:
-    """Evaluate every run × (interpreter × map metric, and model metric); returns a short summary."""
+def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterable[str] | None = None, n: int = 100,
+              hparams: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(interpreters, map metrics, model metrics) of an evaluation, every name and setting checked; no file read.
+    Each run gets interpreters × map metrics + model metrics jobs."""
     interp_names = INTERPRETERS.resolve(interps) if interps else []
     if metrics:
         metric_names = METRICS.resolve(metrics)
@@ -146,8 +149,23 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         INTERPRETERS.check(name, hparams.get(name, {}))
     for name in metric_names:
         METRICS.check(name, hparams.get(name, {}))
+    return interp_names, map_metrics, model_metrics
+
+
+def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
+             metrics: str | Iterable[str] | None = None, n: int = 100,
+             hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
+             batch_size: int = 32, force: bool = False, data_root: str | None = None,
+             progress: bool | None = None, study: dict | None = None, dry_run: bool = False) -> str:
+    """Evaluate every run × (interpreter × map metric, and model metric); returns a short summary.
+
+    ``study`` (the study file and its sha256, from ``xbench run``) is carried by every record; ``dry_run`` counts
+    the jobs still to do and the ones done, computing and writing nothing."""
+    interp_names, map_metrics, model_metrics = plan_jobs(interps, metrics, n, hparams)
+    hparams = hparams or {}
     run_dirs = resolve_runs(runs)
-    check_writable(out)
+    if not dry_run:
+        check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
     dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
@@ -172,9 +190,12 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             if key in done and not force:
                 skipped += 1
                 continue
+            if dry_run:
+                written += 1
+                continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
                                      "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev)}
+                                     "device": str(dev), **({"study": study} if study else {})}
             maps = None
             if interp:
                 if interp not in loaded:
@@ -204,4 +225,6 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             else:
                 skipped += 1
         bar.close()
+    if dry_run:
+        return f"{written} job(s) to do, {skipped} already done"
     return f"{written} record(s) written, {skipped} job(s) already done, in {results}"

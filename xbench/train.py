@@ -263,12 +263,11 @@ def _as_list(value: str | int | Iterable) -> list:
     return list(value)
 
 
-def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
-          seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
-          data_root: str | None = None, download: bool = False, progress: bool | None = None,
-          method: str | Iterable[str] = "erm", **settings: Any) -> list[dict]:
-    """Train every method × optimizer × seed; runs of one method and seed form a pair. ``settings`` are
-    TrainConfig fields; ``method_kwargs`` go to every method that declares them."""
+def plan(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
+         seeds: str | int | Iterable[int] = (0,), method: str | Iterable[str] = "erm", **settings: Any
+         ) -> list[TrainConfig]:
+    """The runs :func:`train` would train (method × optimizer × seed), every setting checked; nothing is read or
+    written. ``settings`` are TrainConfig fields; ``method_kwargs`` go to every method that declares them."""
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(settings) - known
     if unknown:
@@ -285,6 +284,21 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
                for s in seed_list for m, kw in per_method.items() for o in opts]
     for c in configs:
         c.validate()
+    return configs
+
+
+def epochs_done(config: TrainConfig, out: str | Path) -> int:
+    """Complete epochs of a run on disk (its log is rewritten atomically with every checkpoint); 0 if none."""
+    log = Path(out) / config.run_id / "train_log.csv"
+    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+
+
+def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
+          seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
+          data_root: str | None = None, download: bool = False, progress: bool | None = None,
+          method: str | Iterable[str] = "erm", **settings: Any) -> list[dict]:
+    """Train every method × optimizer × seed (:func:`plan`); runs of one method and seed form a pair."""
+    configs = plan(model, data, opt, seeds, method, **settings)
     check_writable(out)
     dev = resolve_device(device)
     dataset = create_dataset(data, root=data_root, download=download)

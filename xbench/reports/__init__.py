@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import XbenchError
 from ..fileio import atomic_write, atomic_write_text
 from .tables import (accuracy_table, arms, example_table, format_table3, layer_table, leaderboard, load_results,
-                     pairs, table3)
+                     pairs, studies, table3)
 
 __all__ = ["build_report", "ReportResult", "load_results", "leaderboard", "pairs", "table3"]
 
@@ -133,7 +133,7 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
     html = render(df, board, pair_table, figs)
     atomic_write_text(out / "leaderboard.html", html)
     files.append(str(out / "leaderboard.html"))
-    text = [format_table3(board, pair_table)]
+    text = [line for line in (studies(df),) if line] + [format_table3(board, pair_table)]
     for title, table in (("held-out accuracy", accuracy_table(board)),
                          ("reconstruction ratio per layer", layer_table(board, "recon_ratio", "recon_ratio")),
                          ("model metrics", example_table(board, ["decomposition", "synthesis"]))):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
-from .tables import BASE_OF, accuracy_table, example_table, layer_table, table3
+from .tables import BASE_OF, accuracy_table, example_table, layer_table, studies, table3
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -127,4 +127,4 @@ def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figu
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>xbench leaderboard</title>"
             f"<style>{CSS}</style></head><body><h1>xbench leaderboard</h1>"
             f"<p>{len(df)} records from {len(runs)} runs: {escape(', '.join(runs))}. Built {stamp} by xbench "
-            f"{escape(__version__)}.</p>{body}</body></html>")
+            f"{escape(__version__)}.</p><p>{escape(studies(df))}</p>{body}</body></html>")

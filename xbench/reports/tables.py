@@ -1,6 +1,7 @@
 """Tables from result records (pandas only): the leaderboard, Bort − base deltas with paired intervals, Table 3."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -37,12 +38,29 @@ def load_results(path: str | Path) -> pd.DataFrame:
         df["n_used"] = df["n_requested"]
     df["n_used"] = df["n_used"].fillna(df["n_requested"])
     df = df.sort_values("created_at", kind="stable").drop_duplicates(JOB, keep="last")
+    df["variant"] = variants(df)
     return df.reset_index(drop=True)
+
+
+def variants(df: pd.DataFrame) -> pd.Series:
+    """Per record, the recipe settings that differ between runs of its model and dataset ("lr=0.02"), else "":
+    runs trained under two recipes stay apart in every table."""
+    labels = pd.Series("", index=df.index, dtype=object)
+    if "recipe" not in df:
+        return labels
+    for _, g in df.groupby(["model", "dataset"], sort=False):
+        recipes = g["recipe"].map(lambda r: r if isinstance(r, dict) else {})
+        keys = sorted({k for r in recipes for k in r})
+        varying = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1]
+        labels[g.index] = recipes.map(lambda r: ", ".join(f"{k}={json.dumps(r.get(k), sort_keys=True)}"
+                                                          for k in varying))
+    return labels
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
-    keys = ["model", "dataset", "interpreter", "method", "optimizer", "metric", "score", "layer", "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "method", "optimizer", "metric", "score", "layer",
+            "higher_is_better"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
                 heldout_acc=("heldout_acc", "mean")).reset_index()
@@ -72,8 +90,8 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     j = pd.concat(rows)
-    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "method", "optimizer", "base_optimizer",
-            "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "metric", "score", "layer", "method", "optimizer",
+            "base_optimizer", "higher_is_better"]
     out = []
     for key, grp in j.groupby(keys, dropna=False, sort=True):
         d = grp["delta"].to_numpy(dtype=float)
@@ -110,7 +128,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     sub = arms(board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])])
     if sub.empty:
         return [], []
-    sub["column"] = sub["model"] + " · " + sub["dataset"]
+    sub["column"] = _column(sub)
     columns = sorted(set(zip(sub["column"], sub["metric"])))
     best = {c: (g["mean"].min() if c[1] == "deletion" else g["mean"].max())
             for c, g in sub.groupby(["column", "metric"])}
@@ -118,7 +136,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     deltas = {}
     if not pair_table.empty:
         for r in arms(pair_table[pair_table["score"] == pair_table["metric"]]).itertuples():
-            deltas[(r.interpreter, r.optimizer, f"{r.model} · {r.dataset}", r.metric)] = r
+            deltas[(r.interpreter, r.optimizer, _column(pd.DataFrame([r._asdict()])).iloc[0], r.metric)] = r
     rows = []
     for interp, opt in sorted(set(zip(sub["interpreter"], sub["optimizer"]))):
         row = []
@@ -128,6 +146,12 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
                                                "pair": deltas.get((interp, opt, *col))})
         rows.append((interp, opt, row))
     return columns, rows
+
+
+def _column(frame: pd.DataFrame) -> pd.Series:
+    """model · dataset, and the recipe variant where there is one."""
+    variant = frame["variant"] if "variant" in frame else ""
+    return (frame["model"] + " · " + frame["dataset"] + np.where(variant != "", " · " + variant, "")).astype(str)
 
 
 def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
@@ -172,5 +196,15 @@ def accuracy_table(board: pd.DataFrame) -> pd.DataFrame:
     """Held-out accuracy (mean over seeds) per model · dataset, one column per optimizer."""
     if board.empty:
         return pd.DataFrame()
-    one = arms(board).drop_duplicates(["model", "dataset", "optimizer", "interpreter", "metric"])
-    return one.pivot_table(index=["model", "dataset"], columns="optimizer", values="heldout_acc", aggfunc="first")
+    one = arms(board).drop_duplicates(["model", "dataset", "variant", "optimizer", "interpreter", "metric"])
+    return one.pivot_table(index=["model", "dataset", "variant"], columns="optimizer", values="heldout_acc",
+                           aggfunc="first")
+
+
+def studies(df: pd.DataFrame) -> str:
+    """Which study files produced these records ("" when none came from `xbench run`)."""
+    if "study" not in df:
+        return ""
+    tags = {json.dumps(t, sort_keys=True): t for t in df["study"] if isinstance(t, dict)}
+    return "; ".join(f"study {t.get('name')} ({t.get('file')}, sha256 {str(t.get('sha256'))[:12]})"
+                     for t in tags.values())
