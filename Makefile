@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/interpreters.py
 	$(BIN)/python benchmarks/perturbation.py
 	$(BIN)/python benchmarks/split.py
+	$(BIN)/python benchmarks/guided_ig.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
