@@ -106,8 +106,16 @@ def check_fit(model: nn.Module, state: dict[str, torch.Tensor], num_classes: int
 def pretrained_state(model: str) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """(state_dict, tag, sha256 of the cached file) of a library's default weights; needs its hub reachable."""
     family, _, name = model.partition(":")
+    if family == "timm":
+        import timm
+
+        try:
+            return timm.create_model(name, pretrained=True).state_dict(), f"timm {name} pretrained", None
+        except Exception as err:  # hub unreachable, unknown tag: one line
+            raise XbenchError(f"import: cannot fetch timm's pretrained {name} ({type(err).__name__})") from None
     if family != "tv":
-        raise XbenchError(f"import: --weights pretrained works for tv:<name> models, not {model!r}; give a file")
+        raise XbenchError(f"import: --weights pretrained works for tv:<name> and timm:<name> models, not "
+                          f"{model!r}; give a file")
     import torchvision
 
     try:
