@@ -50,6 +50,12 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --metric synthesis --hparam synthesis.batch_size=0",
     "evaluate --runs {runs} --metric recon_ratio --hparam recon_ratio.overlap=max",
     "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.blur_sigma=-inf",
+    # curve orders, substrates (also inside a crossed comma list), road's percentage grid, bootstrap count
+    "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.order=sideways",
+    "evaluate --runs {runs} --interp cam --metric srg --hparam srg.substrate=zero,plasma",
+    "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=0,50",
+    "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=50,100.5",
+    "report --bootstrap 99", "report --bootstrap abc",
     # weight-level and re-explaining metrics (seed 004, Quantus)
     "evaluate --runs {runs} --metric max_sensitivity", "evaluate --runs {runs} --metric complexity,weight_sparsity",
     "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.radius=0",

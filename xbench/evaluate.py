@@ -22,14 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, dist
 from .checkpoints import CHECKPOINT_NAME
 from .errors import XbenchError
 from .explain import heldout_examples, maps_for, resolve_runs
-from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
+from .fileio import atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
+from .shard import append_once, from_main, over_ranks
 from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
+from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
@@ -76,12 +78,15 @@ def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: 
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
-    for s in range(0, len(x), batch_size):
-        sl = slice(s, s + batch_size)
+
+    def one(sl: slice) -> tuple[dict, dict]:
         scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device), explain=explain)
+        return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
+
+    for scores, batch_details in over_ranks(len(x), batch_size, one):  # batches dealt across torchrun's ranks
         for k, v in scores.items():
-            parts.setdefault(k, []).append(v.numpy())
-        for k, v in metric.details.items():
+            parts.setdefault(k, []).append(v)
+        for k, v in batch_details.items():
             if k in metric.example_details:
                 details.setdefault(k, []).append(np.asarray(v))
             elif k not in details:
@@ -113,6 +118,11 @@ def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, e
     return out
 
 
+def _key_of(r: dict) -> tuple:
+    return _job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
+                    r.get("n_used", r["n_requested"]))
+
+
 def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key: str, n: int) -> tuple:
     return (run_id, interp, interp_key, metric, metric_key, int(n))
 
@@ -139,7 +149,8 @@ def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterabl
     for name in interp_names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
     for name in metric_names:
-        METRICS.check(name, hparams.get(name, {}))
+        for params, _ in cross(METRICS, name, hparams.get(name, {})):  # a comma list crosses into jobs
+            create_metric(name, None, **params)  # constructors check more than types (road's percentage grid)
     return interp_names, map_metrics, model_metrics
 
 
@@ -154,13 +165,14 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     the jobs still to do and the ones done, computing and writing nothing."""
     interp_names, map_metrics, model_metrics = plan_jobs(interps, metrics, n, hparams)
     hparams = hparams or {}
+    variants = {m: cross(METRICS, m, hparams.get(m, {})) for m in map_metrics + model_metrics}  # comma lists cross
     run_dirs = resolve_runs(runs)
     if not dry_run:
         check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
-    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
-                     r.get("n_used", r["n_requested"])) for r in read_jsonl(results)}
+    dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
+    done = from_main(lambda: {_key_of(r) for r in read_jsonl(results)})  # every rank skips the same jobs
     dev = resolve_device(device)
     written, skipped = 0, 0
     for run in run_dirs:
@@ -168,15 +180,16 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         base = run_fields(cfg, run)
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
-        jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
+        jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
+            ("", m, *v) for m in model_metrics for v in variants[m]]
         interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
         ikeys = {i: interps[i].key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
-        for interp, metric_name in bar:
-            bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
-            metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
+        for interp, metric_name, metric_params, metric_variant in bar:
+            bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
+            metric = create_metric(metric_name, data.space, **metric_params)
             ikey = ikeys.get(interp, "")
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
@@ -187,7 +200,9 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
                                      "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev), **({"study": study} if study else {})}
+                                     "device": str(dev), "metric_variant": metric_variant,
+                                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
+                                     **({"study": study} if study else {})}
             maps = None
             if interp:
                 if interp not in loaded:
@@ -205,14 +220,18 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             payload = {f"score__{k}": v for k, v in scores.items()}
             payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
             payload["layers"] = np.array(metric.layer_names, dtype=str)
+            extra["scores_file"] = str(side.relative_to(out))
+            records = _records(base, metric, scores, data.shape, extra)
+            done.add(key)
+            if not dist.is_main():  # rank 0 alone writes side files and records
+                continue
             buf = io.BytesIO()
             np.savez_compressed(buf, **payload)
             atomic_write(side, lambda f: f.write(buf.getvalue()))
-            extra["scores_file"] = str(side.relative_to(out))
-            records = _records(base, metric, scores, data.shape, extra)
-            append_jsonl(results, records)
-            done.add(key)
-            written += len(records)
+            if append_once(results, key, records, _key_of, force):  # another writer on this --out may have done it
+                written += len(records)
+            else:
+                skipped += 1
         bar.close()
     if dry_run:
         return f"{written} job(s) to do, {skipped} already done"

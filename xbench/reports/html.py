@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
+from .ranking import BASELINES
 from .tables import BASE_OF, accuracy_table, example_table, layer_table, studies, table3
 
 CSS = """
@@ -60,7 +61,8 @@ def _table3_html(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
             cls = ' class="best"' if cell["best"] else ""
             delta = _delta_cell(cell["pair"]) if cell["pair"] is not None else ""
             tds.append(f"<td><span{cls}>{_fmt(cell['mean'])}{sd}</span>{delta}</td>")
-        name = "" if interp in seen else f'<td class="name" rowspan="{per_interp[interp]}">{escape(interp)}</td>'
+        mark = " <i class=muted>baseline</i>" if interp in BASELINES else ""
+        name = "" if interp in seen else f'<td class="name" rowspan="{per_interp[interp]}">{escape(interp)}{mark}</td>'
         seen.add(interp)
         bort = ' class="bort"' if opt in BASE_OF else ""
         html.append(f"<tr{bort}>{name}<td class=\"name\">{escape(str(opt))}</td>{''.join(tds)}</tr>")
@@ -132,7 +134,7 @@ def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figu
                                                                          "gram")),
         ("Feature decomposition and adversarial synthesis",
          _frame_html(example_table(board, ["decomposition", "synthesis"]), "decomposition")),
-        *extra,
+        *extra,  # (title, html): seed 004's weight tables, "Ranking" and "Stability"
         ("Figures", "".join(figs) or "<p>No figures.</p>"),
     ]
     body = "".join(f"<h2>{escape(t)}</h2>{html}" for t, html in sections)

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import read_jsonl
+from .ranking import BASELINES
 
 JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_used", "score", "layer"]
-GROUP = ["model", "dataset", "interpreter", "metric", "score", "layer"]
+GROUP = ["model", "dataset", "interpreter", "metric", "metric_variant", "score", "layer"]
 BASE_OF = {"bort-s": "sgd", "bort-a": "adamw"}
 # two-sided 95 % Student t quantiles by degrees of freedom (df > 30 uses the largest tabulated df ≤ it)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -31,8 +32,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(read_jsonl(path))
     if df.empty:
         return df
-    for col in ("interpreter", "layer"):
-        df[col] = df[col].fillna("")
+    for col in ("interpreter", "layer", "metric_variant"):  # metric_variant: crossed --hparam values ("" if none)
+        df[col] = df[col].fillna("") if col in df else ""
     df["method"] = df["method"].fillna("erm") if "method" in df else "erm"  # records before --method: plain training
     if "l1" in df:  # an l1 penalty makes its own arm: "erm + l1 1e-05" (pairs still join on pair_id)
         lam = pd.to_numeric(df["l1"], errors="coerce").fillna(0.0)
@@ -62,11 +63,12 @@ def variants(df: pd.DataFrame) -> pd.Series:
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
-    keys = ["model", "dataset", "variant", "interpreter", "method", "optimizer", "metric", "score", "layer",
-            "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "method", "optimizer", "metric", "metric_variant", "score",
+            "layer", "higher_is_better"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
                 heldout_acc=("heldout_acc", "mean")).reset_index()
+    out["baseline"] = out["interpreter"].isin(BASELINES)  # sanity baselines (random, edge), marked in reports
     return out
 
 
@@ -93,8 +95,8 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     j = pd.concat(rows)
-    keys = ["model", "dataset", "variant", "interpreter", "metric", "score", "layer", "method", "optimizer",
-            "base_optimizer", "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "metric", "metric_variant", "score", "layer", "method",
+            "optimizer", "base_optimizer", "higher_is_better"]
     out = []
     for key, grp in j.groupby(keys, dropna=False, sort=True):
         d = grp["delta"].to_numpy(dtype=float)
@@ -152,9 +154,12 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
 
 
 def _column(frame: pd.DataFrame) -> pd.Series:
-    """model · dataset, and the recipe variant where there is one."""
-    variant = frame["variant"] if "variant" in frame else ""
-    return (frame["model"] + " · " + frame["dataset"] + np.where(variant != "", " · " + variant, "")).astype(str)
+    """model · dataset, and the recipe variant and the metric variant (crossed --hparam values) where there are."""
+    out = frame["model"] + " · " + frame["dataset"]
+    for col in ("variant", "metric_variant"):
+        v = frame[col] if col in frame else ""
+        out = out + np.where(v != "", " · " + v, "")
+    return out.astype(str)
 
 
 def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
@@ -162,7 +167,8 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
     columns, rows = table3(board, pair_table)
     if not rows:
         return "(no deletion/insertion results yet)"
-    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in columns),
+    heads = [c[0] if len(c[0]) <= 22 else "…" + c[0][-21:] for c in columns]  # the tail names the variant
+    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{h:>24}" for h in heads),
              " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in columns)]
     for interp, opt, cells in rows:
         texts = []
@@ -172,7 +178,7 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
             if cell is not None and cell["pair"] is not None:
                 text += f" Δ{cell['pair'].delta:+.3f}"
             texts.append(f"{text:>24}")
-        lines.append(f"{interp:<16}{opt:<9}" + "".join(texts))
+        lines.append(f"{interp + ('†' if interp in BASELINES else ''):<16}{opt:<9}" + "".join(texts))
     return "\n".join(lines)
 
 
