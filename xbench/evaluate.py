@@ -182,8 +182,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         _, x, y, _ = examples
         jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
             ("", m, *v) for m in model_metrics for v in variants[m]]
-        interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
-        ikeys = {i: interps[i].key for i in interp_names}
+        interpreters = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
+        ikeys = {i: interpreters[i].key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
@@ -213,7 +213,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()
             scores, details = score_metric(metric, model, x, y, maps, batch_size,
-                                           explain=interps[interp].attribute if metric.needs_explainer else None)
+                                           explain=interpreters[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
             side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
                                                       f"{metric.key(data.shape)}-n{len(x)}.npz"
