@@ -170,3 +170,22 @@ def test_cam_gradcam_and_sat_on_a_vit_token_grid(deit):
     assert torch.allclose(cam, up((a * g).sum(1) * 16), atol=1e-4)
     sat = create_interpreter("sat", model, SPACE3, layer="blocks.1", k=4).attribute(x, target)
     assert sat.shape == (3, 32, 32) and torch.isfinite(sat).all() and sat.abs().sum() > 0 and _no_hooks(model)
+
+
+def test_gradcam_and_sat_on_a_swin_stage():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", img_size=56, embed_dim=16, depths=(1, 1),
+                              num_heads=(1, 2), num_classes=10, pretrained=False).eval()
+    x, target = SPACE3.to_input(torch.rand(2, 3, 56, 56)), torch.tensor([3, 5])
+    store = {}  # reference: the stage's channels-last output [B,7,7,C] moved to [B,C,7,7]
+    h = model.layers[1].register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    (g,) = torch.autograd.grad(model(x.clone().requires_grad_(True)).gather(1, target[:, None]).sum(), store["a"])
+    h.remove()
+    a, g = store["a"].detach().permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
+    ref = F.interpolate((g.mean((2, 3), keepdim=True) * a).sum(1).clamp(min=0)[:, None], size=(56, 56),
+                        mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(create_interpreter("gradcam", model, SPACE3, layer="layers.1").attribute(x, target), ref,
+                          atol=1e-5)
+    sat = create_interpreter("sat", model, SPACE3, layer="layers.1", k=4).attribute(x, target)
+    assert sat.shape == (2, 56, 56) and torch.isfinite(sat).all() and sat.abs().sum() > 0 and _no_hooks(model)

@@ -14,8 +14,8 @@ path copies it). All g maps of all images go through one backward: ``autograd.gr
 vmaps the VJP over the g maps of each image (ResNet skips, VGG and timm blocks alike).
 
 Vision transformers: a layer whose output is tokens [B, N, D] is read as its token grid — the class (and other
-prefix) tokens dropped, the rest reshaped to [B, D, h, w] (h = w = √(N − prefix)) — so CAM, Grad-CAM and SAT use
-a named block like any feature map.
+prefix) tokens dropped, the rest reshaped to [B, D, h, w] (h = w = √(N − prefix)); a Swin stage's channels-last
+[B, h, w, C] is moved to [B, C, h, w] — so CAM, Grad-CAM and SAT use a named block like any feature map.
 """
 from __future__ import annotations
 
@@ -83,7 +83,10 @@ class _Stop(Exception):
 
 
 def token_grid(a: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Tokens [B,N,D] → [B,D,h,w] without the prefix (class) tokens; maps [B,C,h,w] and [B,C] pass unchanged."""
+    """Tokens [B,N,D] → [B,D,h,w] without the prefix (class) tokens; channels-last stages of models that say so
+    (timm Swin: ``output_fmt == "NHWC"``) → [B,C,h,w]; maps [B,C,h,w] and [B,C] pass unchanged."""
+    if a.ndim == 4 and getattr(model, "output_fmt", "NCHW") == "NHWC":
+        return a.permute(0, 3, 1, 2)
     if a.ndim != 3:
         return a
     n = a.shape[1]

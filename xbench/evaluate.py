@@ -118,6 +118,21 @@ def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, e
     return out
 
 
+def _save(out: Path, key: tuple, base: dict, metric: Metric, scores: dict, details: dict, extra: dict, shape,
+          force: bool) -> int:
+    """One job's side file and records; the count of records written (0: another writer on this --out did it)."""
+    side = out / "scores" / base["run_id"] / (f"{extra['interpreter'] or 'model'}-{extra['interp_key'] or 'none'}__"
+                                             f"{metric.registry_name}-{metric.key(shape)}-n{extra['n_used']}.npz")
+    payload = {f"score__{k}": v for k, v in scores.items()}
+    payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
+    payload["layers"] = np.array(metric.layer_names, dtype=str)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **payload)
+    atomic_write(side, lambda f: f.write(buf.getvalue()))
+    records = _records(base, metric, scores, shape, {**extra, "scores_file": str(side.relative_to(out))})
+    return len(records) if append_once(out / RESULTS_NAME, key, records, _key_of, force) else 0
+
+
 def _key_of(r: dict) -> tuple:
     return _job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
                     r.get("n_used", r["n_requested"]))
@@ -182,20 +197,19 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         _, x, y, _ = examples
         jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
             ("", m, *v) for m in model_metrics for v in variants[m]]
-        interpreters = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
-        ikeys = {i: interpreters[i].key for i in interp_names}
+        interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
         for interp, metric_name, metric_params, metric_variant in bar:
             bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
             metric = create_metric(metric_name, data.space, **metric_params)
-            ikey = ikeys.get(interp, "")
+            ikey = interps[interp].key if interp else ""
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
                 skipped += 1
                 continue
-            if dry_run:
+            if dry_run:  # counts what a real run would compute
                 written += 1
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
@@ -213,25 +227,12 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()
             scores, details = score_metric(metric, model, x, y, maps, batch_size,
-                                           explain=interpreters[interp].attribute if metric.needs_explainer else None)
+                                           explain=interps[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
-            side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
-                                                      f"{metric.key(data.shape)}-n{len(x)}.npz"
-            payload = {f"score__{k}": v for k, v in scores.items()}
-            payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
-            payload["layers"] = np.array(metric.layer_names, dtype=str)
-            extra["scores_file"] = str(side.relative_to(out))
-            records = _records(base, metric, scores, data.shape, extra)
             done.add(key)
-            if not dist.is_main():  # rank 0 alone writes side files and records
-                continue
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **payload)
-            atomic_write(side, lambda f: f.write(buf.getvalue()))
-            if append_once(results, key, records, _key_of, force):  # another writer on this --out may have done it
-                written += len(records)
-            else:
-                skipped += 1
+            if dist.is_main():  # rank 0 alone writes side files and records
+                count = _save(out, key, base, metric, scores, details, extra, data.shape, force)
+                written, skipped = written + count, skipped + (count == 0)
         bar.close()
     if dry_run:
         return f"{written} job(s) to do, {skipped} already done"

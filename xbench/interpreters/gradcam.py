@@ -35,9 +35,9 @@ class GradCAM(Interpreter):
         return upsample(cam, x.shape[-2:])
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self._tokens is None:  # does the layer give tokens [B,N,D] (a ViT block)? one image tells
+        if self._tokens is None:  # tokens (a ViT block) or a channels-last Swin stage? one image tells
             with torch.no_grad(), self.hooks():
-                self.forward_hook(self.layer, lambda m, i, o: setattr(self, "_tokens", o.ndim == 3))
+                self.forward_hook(self.layer, lambda m, i, o: setattr(self, "_tokens", token_grid(o, self.model) is not o))
                 self.model(x[:1])
         if self._tokens:
             return self._token_gradcam(x, target)
