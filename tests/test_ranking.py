@@ -140,6 +140,7 @@ def test_a_comma_list_crosses_into_one_job_per_value(tiny_run, tmp_path):
     assert {r["metric_params"]["percentages"] == [20.0, 60.0] for r in road} == {True} and len(road) == 3 * 2 * 3
     assert {r["interp_baseline"] for r in recs if r["interpreter"] in ("random", "edge")} == {True}
     result = build_report(tmp_path, figures=True, bootstrap=100)
-    assert set(result.tables["ranking"]["metric_variant"]) >= {"substrate=zero", "substrate=blur", "substrate=noisy_linear"}
+    assert set(result.tables["ranking"]["metric_variant"]) >= {"substrate=zero", "substrate=blur",
+                                                               "substrate=noisy_linear"}
     assert any("Kendall" in str(f) or "tau" in str(f) for f in result.files)
     assert "Stability" in _sections(tmp_path)

@@ -3,9 +3,9 @@ a check against the ``random`` baseline, and Kendall τ between the rankings und
 and seeds (pandas, numpy and ``scipy.stats``; no torch).
 
 A *unit* is one ranking: model × dataset × recipe variant × arm (method · optimizer) × metric × metric variant
-(crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run, read from the per-example
-side files evaluate writes; per image the interpreters are ranked (1 = best, direction-aware, ties averaged). Images
-of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
+(crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run,
+read from the per-example side files evaluate writes; per image the interpreters are ranked (1 = best,
+direction-aware, ties averaged). Images of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
 intervals, seeded). The ranking of a unit orders interpreters by mean rank; τ between two units is
 ``scipy.stats.kendalltau`` of their mean ranks, its interval the same bootstrap over the images both share.
 """

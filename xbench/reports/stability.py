@@ -163,7 +163,8 @@ def report_parts(df: pd.DataFrame, results_dir: Path, out: Path, figures: bool, 
     if not weak.empty:
         text += "\nnot better than random (paired bootstrap interval includes 0): " + "; ".join(
             f"{r.interpreter} under {r.metric}{'' if r.score == r.metric else '.' + r.score}"
-            f"{f' [{r.metric_variant}]' if r.metric_variant else ''} ({_group_label(tuple(getattr(r, k) for k in GROUP))})"
+            f"{f' [{r.metric_variant}]' if r.metric_variant else ''} "
+            f"({_group_label(tuple(getattr(r, k) for k in GROUP))})"
             for r in weak.itertuples())
     sections = [("Ranking", ranking_html(ranking)), ("Stability", stability_html(stability, verdicts, heatmaps))]
     return sections, text, {"ranking": ranking, "stability": stability}, files
