@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/perturbation.py
 	$(BIN)/python benchmarks/split.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/weights.py
+	$(BIN)/python benchmarks/guided_ig.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

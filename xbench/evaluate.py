@@ -22,23 +22,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, dist
 from .checkpoints import CHECKPOINT_NAME
 from .errors import XbenchError
 from .explain import heldout_examples, maps_for, resolve_runs
-from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
+from .fileio import atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
+from .shard import append_once, from_main, over_ranks
 from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
 from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
-              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs")
-# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method) and seed;
+              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs", "l1")
+# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method, l1) and seed;
 # reports tell apart runs of one model and dataset whose recipes differ (a study may train under two)
 RECIPE_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__
-                      if f not in ("model", "data", "opt", "seed", "method", *OPTIMIZER_FIELDS))
+                      if f not in ("model", "data", "opt", "seed", "method", "l1", *OPTIMIZER_FIELDS))  # l1 names its arm
 
 
 def _sha256(path: Path) -> str:
@@ -70,19 +71,22 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
 
 
 def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None,
-                 batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 batch_size: int, explain=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run a metric over all examples in batches: (scores per name [N] or [N,L], details)."""
     if not metric.needs_data or metric.needs_all:  # weights only, or pairs examples: one call, batched inside
-        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)))
+        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)), explain=explain)
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
-    for s in range(0, len(x), batch_size):
-        sl = slice(s, s + batch_size)
-        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device))
+
+    def one(sl: slice) -> tuple[dict, dict]:
+        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device), explain=explain)
+        return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
+
+    for scores, batch_details in over_ranks(len(x), batch_size, one):  # batches dealt across torchrun's ranks
         for k, v in scores.items():
-            parts.setdefault(k, []).append(v.numpy())
-        for k, v in metric.details.items():
+            parts.setdefault(k, []).append(v)
+        for k, v in batch_details.items():
             if k in metric.example_details:
                 details.setdefault(k, []).append(np.asarray(v))
             elif k not in details:
@@ -112,6 +116,26 @@ def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, e
                         "sem": _num(ok.std(ddof=1) / np.sqrt(len(ok))) if len(ok) > 1 else None,
                         "xbench_version": __version__, "created_at": now})
     return out
+
+
+def _save(out: Path, key: tuple, base: dict, metric: Metric, scores: dict, details: dict, extra: dict, shape,
+          force: bool) -> int:
+    """One job's side file and records; the count of records written (0: another writer on this --out did it)."""
+    side = out / "scores" / base["run_id"] / (f"{extra['interpreter'] or 'model'}-{extra['interp_key'] or 'none'}__"
+                                             f"{metric.registry_name}-{metric.key(shape)}-n{extra['n_used']}.npz")
+    payload = {f"score__{k}": v for k, v in scores.items()}
+    payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
+    payload["layers"] = np.array(metric.layer_names, dtype=str)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **payload)
+    atomic_write(side, lambda f: f.write(buf.getvalue()))
+    records = _records(base, metric, scores, shape, {**extra, "scores_file": str(side.relative_to(out))})
+    return len(records) if append_once(out / RESULTS_NAME, key, records, _key_of, force) else 0
+
+
+def _key_of(r: dict) -> tuple:
+    return _job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
+                    r.get("n_used", r["n_requested"]))
 
 
 def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key: str, n: int) -> tuple:
@@ -162,8 +186,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
-    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
-                     r.get("n_used", r["n_requested"])) for r in read_jsonl(results)}
+    dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
+    done = from_main(lambda: {_key_of(r) for r in read_jsonl(results)})  # every rank skips the same jobs
     dev = resolve_device(device)
     written, skipped = 0, 0
     for run in run_dirs:
@@ -173,19 +197,19 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         _, x, y, _ = examples
         jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
             ("", m, *v) for m in model_metrics for v in variants[m]]
-        ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
+        interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
         for interp, metric_name, metric_params, metric_variant in bar:
             bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
             metric = create_metric(metric_name, data.space, **metric_params)
-            ikey = ikeys.get(interp, "")
+            ikey = interps[interp].key if interp else ""
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
                 skipped += 1
                 continue
-            if dry_run:
+            if dry_run:  # counts what a real run would compute
                 written += 1
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
@@ -202,21 +226,13 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()
-            scores, details = score_metric(metric, model, x, y, maps, batch_size)
+            scores, details = score_metric(metric, model, x, y, maps, batch_size,
+                                           explain=interps[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
-            side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
-                                                      f"{metric.key(data.shape)}-n{len(x)}.npz"
-            payload = {f"score__{k}": v for k, v in scores.items()}
-            payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
-            payload["layers"] = np.array(metric.layer_names, dtype=str)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **payload)
-            atomic_write(side, lambda f: f.write(buf.getvalue()))
-            extra["scores_file"] = str(side.relative_to(out))
-            records = _records(base, metric, scores, data.shape, extra)
-            append_jsonl(results, records)
             done.add(key)
-            written += len(records)
+            if dist.is_main():  # rank 0 alone writes side files and records
+                count = _save(out, key, base, metric, scores, details, extra, data.shape, force)
+                written, skipped = written + count, skipped + (count == 0)
         bar.close()
     if dry_run:
         return f"{written} job(s) to do, {skipped} already done"

@@ -42,7 +42,6 @@ from .errors import XbenchError
 STAGES = ("train", "explain", "evaluate", "report")
 STUDY_KEYS = ("name", "out", "description")
 KV_FLAGS = ("model-arg", "method-arg")  # tables become repeated KEY=VALUE flags; `hparam` nests one level more
-RUN_OPTIONS = ("out", "device", "data-root", "quiet")  # given by `xbench run` itself, per stage where it has them
 
 
 @dataclass
@@ -51,6 +50,7 @@ class Stage:
     index: int  # the nth table of this kind in the file
     keys: dict[str, Any]
     args: argparse.Namespace | None = None
+    runs: list[Path] | None = None  # explain/evaluate without `runs`: the runs of the train tables above it
 
     @property
     def label(self) -> str:
@@ -115,7 +115,8 @@ def _stages(study: StudyFile) -> list[Stage]:
     for key in study.data.get("study", {}):
         if key not in STUDY_KEYS:
             raise XbenchError(f"{study.where('study', 0, key)}: unknown key {key!r} in [study]{_close(key, STUDY_KEYS)}")
-    return sorted(out, key=lambda s: STAGES.index(s.kind))  # stages run in their natural order
+    # stages run in the order the file gives them (a study can train, evaluate, then train a second recipe)
+    return sorted(out, key=lambda s: study.lines.get((s.kind, s.index), {}).get("", 0))
 
 
 def _text(value: Any) -> str:
@@ -189,7 +190,7 @@ class Study:
     file: StudyFile
     stages: list[Stage]
     out: Path
-    runs: list[Path]  # every run folder the train tables make
+    runs: list[Path]  # every run folder the train tables make (a `runs` pattern may name any of them)
 
     @property
     def tag(self) -> dict:
@@ -201,8 +202,9 @@ def load_study(path: str | Path, out: str | None = None, **options: Any) -> Stud
     """Read and check a whole study file (nothing is run or written); ``options`` are `xbench run`'s own flags."""
     from . import cli
     from .evaluate import plan_jobs
-    from .train import plan
+    from .train import plan, resolve_device
 
+    resolve_device(options.get("device") or "auto")  # a device that cannot be had fails before any stage runs
     study = StudyFile(path)
     stages = _stages(study)
     base = Path(out or study.data.get("study", {}).get("out") or Path("studies-out") / study.path.stem)
@@ -225,6 +227,7 @@ def load_study(path: str | Path, out: str | None = None, **options: Any) -> Stud
             if stage.kind == "train":
                 runs += [Path(stage.args.out) / c.run_id for c in plan(**_recipe(cli.train_kwargs(stage.args)))]
             elif stage.kind in ("explain", "evaluate"):
+                stage.runs = None if "runs" in stage.keys else list(runs)
                 kw = getattr(cli, f"{stage.kind}_kwargs")(stage.args)
                 plan_jobs(kw["interps"], kw.get("metrics"), kw["n"], kw["hparams"])
         except XbenchError as err:
@@ -252,7 +255,7 @@ def _stage_kwargs(study: Study, stage: Stage) -> dict:
     kw = getattr(cli, f"{stage.kind}_kwargs")(stage.args)
     if stage.kind in ("explain", "evaluate"):  # the study's runs (those a `runs` pattern names), trained or not
         pattern = kw["runs"] if "runs" in stage.keys else "*"
-        named = [str(r) for r in study.runs if fnmatch.fnmatch(str(r), pattern)]
+        named = [str(r) for r in (study.runs if stage.runs is None else stage.runs) if fnmatch.fnmatch(str(r), pattern)]
         kw["runs"] = named + sorted(p for p in glob.glob(pattern) if Path(p).is_dir() and p not in named
                                     ) if "runs" in stage.keys else named
     return kw

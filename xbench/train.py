@@ -34,7 +34,7 @@ from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_che
 from .data import DATASETS, Dataset, create_dataset
 from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
-from .layers import mean_orthogonality_error
+from .layers import constrained_weights, mean_orthogonality_error
 from .models import MODELS, create_model
 from .objectives import OBJECTIVES, create_objective
 from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
@@ -66,6 +66,9 @@ class TrainConfig:
     bort_lambda: float = _setting(OPT_SETTINGS["bort_lambda"])
     bort_mode: str = _setting(OPT_SETTINGS["bort_mode"])
     bort_amplitude: float | str = _setting(OPT_SETTINGS["bort_amplitude"])
+    l1: float = _setting(Setting(0.0, "λ of the l1 penalty λ·Σ_l ‖W_l‖₁ over the constrained (Conv/Linear) weights, "
+                                      "added to the loss (seed 004's constraint (b): 1e-5); comma list crosses like "
+                                      "--opt", range="[0, inf)"))
     dbort: list[float] | None = None  # [λ_D, β]; None = off
     model_kwargs: dict = field(default_factory=dict)
     method: str = "erm"  # the training objective (xbench/objectives), crossed with the optimizers like a seed
@@ -75,6 +78,8 @@ class TrainConfig:
         d = asdict(self)
         if self.method == "erm":  # plain runs keep the run and pair ids they had before --method existed
             d.pop("method"), d.pop("method_kwargs")
+        if not self.l1:  # likewise runs without the l1 penalty
+            d.pop("l1")
         return d
 
     def identity(self) -> dict:
@@ -88,7 +93,8 @@ class TrainConfig:
     @property
     def run_id(self) -> str:
         method = "" if self.method == "erm" else f"{self.method}-"
-        name = f"{self.model}-{self.data}-{method}{self.opt}-s{self.seed}"
+        l1 = f"-l1_{self.l1:g}" if self.l1 else ""
+        name = f"{self.model}-{self.data}-{method}{self.opt}{l1}-s{self.seed}"
         return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{_digest(self.identity())}"
 
     @property
@@ -225,6 +231,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             loss, logits = objective(model, x, y)  # the batch's loss, in one place (logits of what it trained on)
             if config.dbort is not None:
                 loss = loss + dbort_loss(logits, *config.dbort)
+            if config.l1:
+                loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
             step_loss = float(loss.detach())  # the sync the running loss needs anyway
             if not math.isfinite(step_loss):
                 break
@@ -249,7 +257,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         _write_log(run_dir, log)
     last = log[-1] if log else {}
     return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "method": config.method,
-            "seed": config.seed,
+            "seed": config.seed, "l1": config.l1,
             "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
             "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
             "resumed_from": start, "diverged_at": diverged_at}
@@ -258,7 +266,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
 def _as_list(value: str | int | Iterable) -> list:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return [value]
     return list(value)
 
@@ -280,8 +288,9 @@ def plan(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] 
     if not seed_list:
         raise XbenchError("no seeds given")
     per_method = method_settings(OBJECTIVES.resolve(method), settings.pop("method_kwargs", None) or {})
-    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, **settings)
-               for s in seed_list for m, kw in per_method.items() for o in opts]
+    l1s = _as_list(settings.pop("l1", 0.0)) or [0.0]  # a list of penalties crosses like the optimizers
+    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, l1=lam, **settings)
+               for s in seed_list for m, kw in per_method.items() for lam in l1s for o in opts]
     for c in configs:
         c.validate()
     return configs

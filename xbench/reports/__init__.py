@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import XbenchError
 from ..fileio import atomic_write, atomic_write_text
+from .weights import weight_text
 from .tables import (accuracy_table, arms, example_table, format_table3, layer_table, leaderboard, load_results,
                      pairs, studies, table3)
 
@@ -113,7 +114,7 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
 
     ``bootstrap``: resamples of the percentile-bootstrap intervals of the "Ranking" and "Stability" sections.
     """
-    from .html import render
+    from .html import render, weight_sections
     from .ranking import check_boot
     from .stability import report_parts
 
@@ -136,11 +137,14 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
     if figures:  # figures name each arm "method · optimizer" (plain "optimizer" for erm runs)
         from .split_figure import split_comparison
 
-        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures")}
+        from .weights import weight_figures
+
+        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures"),
+                **weight_figures(arms(df), lambda rel: _side(results.parent, rel), out / "figures")}
     files += [str(p) for p in figs.values()]
     sections, ranking_text, ranking_tables, ranking_files = report_parts(df, results.parent, out, figures, n_boot)
     files += ranking_files
-    html = render(df, board, pair_table, figs, sections)
+    html = render(df, board, pair_table, figs, [*weight_sections(board), *sections])
     atomic_write_text(out / "leaderboard.html", html)
     files.append(str(out / "leaderboard.html"))
     text = [line for line in (studies(df),) if line] + [format_table3(board, pair_table)]
@@ -149,5 +153,6 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
                          ("model metrics", example_table(board, ["decomposition", "synthesis"]))):
         if not table.empty:
             text.append(f"\n{title} (mean over seeds):\n{table.to_string(float_format=lambda v: f'{v:.3f}')}")
+    text += weight_text(board)
     text.append(ranking_text)
     return ReportResult("\n".join(text), files, {"leaderboard": board, "pairs": pair_table, **ranking_tables}, figs)

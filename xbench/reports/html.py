@@ -101,6 +101,17 @@ def _pairs_html(pair_table: pd.DataFrame) -> str:
     return f'<table id="pairs"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def weight_sections(board: pd.DataFrame) -> list[tuple[str, str]]:
+    """Seed 004's per-layer tables and the attribution metrics, as (title, html) sections."""
+    from .weights import attribution_table, weight_tables
+
+    out = [(caption, _frame_html(t, f"weights{i}")) for i, (caption, t) in enumerate(weight_tables(board).items())]
+    att = attribution_table(board)
+    if not att.empty:
+        out.append(("Attribution metrics (↑ higher is better, ↓ lower)", _frame_html(att, "attribution")))
+    return out
+
+
 def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figures: dict[str, Path],
            extra: list[tuple[str, str]] = ()) -> str:
     runs = sorted(set(df["run_id"]))
@@ -123,7 +134,7 @@ def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figu
                                                                          "gram")),
         ("Feature decomposition and adversarial synthesis",
          _frame_html(example_table(board, ["decomposition", "synthesis"]), "decomposition")),
-        *extra,  # (title, html): "Ranking" and "Stability"
+        *extra,  # (title, html): seed 004's weight tables, "Ranking" and "Stability"
         ("Figures", "".join(figs) or "<p>No figures.</p>"),
     ]
     body = "".join(f"<h2>{escape(t)}</h2>{html}" for t, html in sections)

@@ -35,6 +35,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
     for col in ("interpreter", "layer", "metric_variant"):  # metric_variant: crossed --hparam values ("" if none)
         df[col] = df[col].fillna("") if col in df else ""
     df["method"] = df["method"].fillna("erm") if "method" in df else "erm"  # records before --method: plain training
+    if "l1" in df:  # an l1 penalty makes its own arm: "erm + l1 1e-05" (pairs still join on pair_id)
+        lam = pd.to_numeric(df["l1"], errors="coerce").fillna(0.0)
+        df.loc[lam > 0, "method"] = df.loc[lam > 0, "method"] + [f" + l1 {v:g}" for v in lam[lam > 0]]
     if "n_used" not in df:  # records before n_used: n_requested held the count used
         df["n_used"] = df["n_requested"]
     df["n_used"] = df["n_used"].fillna(df["n_requested"])
