@@ -144,3 +144,10 @@ def test_a_comma_list_crosses_into_one_job_per_value(tiny_run, tmp_path):
                                                                "substrate=noisy_linear"}
     assert any("Kendall" in str(f) or "tau" in str(f) for f in result.files)
     assert "Stability" in _sections(tmp_path)
+
+
+def test_dry_run_counts_crossed_jobs():
+    from xbench.run import _evaluate_jobs
+
+    hp = {"deletion": {"substrate": "zero,blur,noisy_linear"}, "road": {"percentages": "10,50"}}
+    assert _evaluate_jobs(["cam", "ig"], ["deletion", "road"], ["gram"], hp) == 2 * (3 + 1) + 1
