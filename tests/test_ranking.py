@@ -84,6 +84,14 @@ def test_an_interpreter_no_better_than_random_is_flagged(tmp_path):
                          n_boot=300)
     flags = dict(zip(table["interpreter"], table["beats_random"]))
     assert flags["strong"] == 1.0 and flags["weak"] == 0.0 and np.isnan(flags["random"])
+    clipped = unit_ranking(pd.DataFrame(g, columns=["a", "b", "c"]), n_boot=100, clip=0.1).set_index("interpreter")
+    from scipy.stats.mstats import winsorize
+
+    for j, name in enumerate("abc"):  # LATEC's clipping: the same as winsorising 10 % at each end
+        ref = np.sort(g[:, j])
+        lo, hi = np.quantile(ref, [0.1, 0.9])
+        assert abs(clipped.loc[name, "mean_goodness"] - np.clip(ref, lo, hi).mean()) < 1e-12
+        assert abs(clipped.loc[name, "mean_goodness"] - float(winsorize(ref, (0.1, 0.1)).mean())) < 0.02
 
 
 def test_vectorised_tau_equals_scipy_and_the_tau_interval(tmp_path):
