@@ -92,3 +92,19 @@ def test_a_data_folder_with_other_classes_than_the_head(tmp_path, capsys):
     _fails(["import", "--model", "tv:resnet18", "--weights", str(path), "--data", f"imagefolder:{tmp_path / 'imgs'}",
             "--out", str(tmp_path / "ckpt")], capsys, "has 3 classes but the weights' head (fc) has 10 outputs")
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_metric_that_cannot_score_one_run_writes_nothing_for_any(tmp_path, tiny_run):
+    """faithfulness walks chain models: with a lenet run first and an imported resnet18 second, evaluate names the
+    problem before the lenet run's records are written."""
+    from xbench.errors import XbenchError
+    from xbench.evaluate import evaluate
+
+    _, path = _weights(tmp_path)
+    out = tmp_path / "ckpt"
+    assert main(["import", "--model", "tv:resnet18", "--weights", str(path), "--data", DATA, "--out", str(out),
+                 "--device", "cpu"]) == 0
+    runs = [tiny_run[1][0]["run_dir"], str(next(out.iterdir()))]
+    with pytest.raises(XbenchError, match="faithfulness .*chain model"):
+        evaluate(runs, metrics="faithfulness", n=4, out=tmp_path / "rep", device="cpu", progress=False)
+    assert not (tmp_path / "rep").exists()

@@ -189,6 +189,11 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
     done = from_main(lambda: {_key_of(r) for r in read_jsonl(results)})  # every rank skips the same jobs
     dev = resolve_device(device)
+    picky = [m for m in map_metrics + model_metrics if METRICS.get(m).fits.__func__ is not Metric.fits.__func__]
+    for run in run_dirs if picky else []:  # a metric that cannot score a run's model is named before any writing
+        model = load_run(run, "cpu", data_root)[0]
+        for name in picky:
+            METRICS.get(name).fits(model)
     written, skipped = 0, 0
     for run in run_dirs:
         model, data, cfg = load_run(run, dev, data_root)

@@ -53,6 +53,11 @@ class Metric:
         self.details: dict[str, Any] = {}
 
     @classmethod
+    def fits(cls, model: nn.Module) -> None:
+        """Raise XbenchError when this metric cannot score ``model`` at all (evaluate asks for every run before it
+        writes anything); most metrics score any model."""
+
+    @classmethod
     def score_directions(cls) -> dict[str, bool]:
         return dict(cls.scores) if cls.scores else {cls.registry_name: cls.higher_is_better}
 

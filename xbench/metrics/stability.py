@@ -109,6 +109,10 @@ class StabilityC1(Metric):
                                "input shape; activations and max-pools taken as 1-Lipschitz (non-overlapping pools)",
                 "lipschitz": "max over examples of ||J(x)||_2, power iteration on J^T J"}
 
+    @classmethod
+    def fits(cls, model):
+        hidden_outputs(model, cls.registry_name)
+
     def compute(self, model, x, y, maps):
         outs = hidden_outputs(model, self.registry_name)
         ends = [j for _, j in outs]
@@ -191,6 +195,10 @@ class StabilityC2(Metric):
                 "jacobian": "torch.func vmap(jacfwd or jacrev, whichever has fewer passes)",
                 "changed": "fraction of pairs where the sign pattern of any activation up to layer l differs",
                 "directions_law": "as stability_c1 (same seed, same directions for the first M draws)"}
+
+    @classmethod
+    def fits(cls, model):
+        hidden_outputs(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
         outs = hidden_outputs(model, self.registry_name)

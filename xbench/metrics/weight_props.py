@@ -37,6 +37,10 @@ class WeightSparsity(Metric):
                 "l11": "sum |w|", "l21": "sum over rows of ||W_i||_2", "mean_abs": "||W||_{1,1} / numel (paper Table 2)",
                 "weights_below": "fraction of |w| < weight_threshold", "rows_below": "fraction of ||W_i||_2 < row_threshold"}
 
+    @classmethod
+    def fits(cls, model):
+        constrained_or_fail(model, cls.registry_name)
+
     def compute(self, model, x, y, maps):
         constrained_or_fail(model, self.registry_name)
         out = {k: [] for k in self.scores}
@@ -71,6 +75,10 @@ class Disentanglement(Metric):
         return {"rows": "W viewed out x (in*k*k); conv rows = flattened filters; zero rows left out",
                 "pairs": "i < j", "cos": "W_i W_j^T / (||W_i||_2 ||W_j||_2)", "fractions": "of |cos| <= alpha",
                 "hist_edges": [-1.0, 1.0, len(COS_EDGES) - 1]}
+
+    @classmethod
+    def fits(cls, model):
+        constrained_or_fail(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
         constrained_or_fail(model, self.registry_name)
@@ -120,6 +128,10 @@ class Faithfulness(Metric):
         return {**self.params, "risk": "mean cross-entropy on the held-out examples (labels)",
                 "ablation": "row i of W_l set to 0, bias b_i kept (z_i = b_i)", "rows": "conv rows = filters",
                 "spearman": "scipy.stats.spearmanr (average ranks)", "layers": "every Conv/Linear layer"}
+
+    @classmethod
+    def fits(cls, model):
+        chain_layers(model, cls.registry_name)
 
     @torch.no_grad()
     def compute(self, model, x, y, maps):
