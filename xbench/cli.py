@@ -72,7 +72,24 @@ def _train_flags(t: argparse.ArgumentParser) -> None:
             _setting_flag(g, name, setting, *(["--lambda"] if name == "bort_lambda" else []))
     g.add_argument("--dbort", type=_floats, default=None, metavar="LAMBDA_D[,BETA]",
                    help="DBort auxiliary loss −λ_D·mean(logits²)^β (β defaults to 0.1)")
+    _scale_flags(t)
     _common(t, data=True)
+
+
+def _scale_flags(t: argparse.ArgumentParser) -> None:
+    """Recipes, schedule/augmentation/loss/precision (xbench/recipes.py) and placement/speed (xbench/train_dist.py)."""
+    from .recipes import RECIPE_SETTINGS
+    from .train_dist import EXEC_SETTINGS
+
+    g = t.add_argument_group("recipe presets, schedule, augmentation and loss (timm)")
+    g.add_argument("--recipe", default="paper-mnist",
+                   help="named preset of these settings; each flag overrides it (`xbench list recipes -v`; default: "
+                        "%(default)s)")
+    for name, setting in RECIPE_SETTINGS.items():
+        _setting_flag(g, name, setting)
+    g = t.add_argument_group("placement under torchrun, and speed")
+    for name, setting in EXEC_SETTINGS.items():
+        _setting_flag(g, name, setting)
 
 
 def _explain_flags(e: argparse.ArgumentParser) -> None:
@@ -156,7 +173,11 @@ def _cmd_train(a: argparse.Namespace) -> None:
     dbort = None
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
-    recipe = {k: getattr(a, k) for k in TRAIN_SETTINGS if k != "seed" and getattr(a, k) is not None}
+    from .recipes import RECIPE_SETTINGS
+    from .train_dist import EXEC_SETTINGS
+
+    recipe = {k: getattr(a, k) for k in [*TRAIN_SETTINGS, *RECIPE_SETTINGS, *EXEC_SETTINGS]
+              if k != "seed" and getattr(a, k) is not None}
     method_kwargs = dict(a.method_arg)
     for key, value in (("eps", a.adv_eps), ("steps", a.adv_steps)):
         if value is not None:
@@ -164,11 +185,14 @@ def _cmd_train(a: argparse.Namespace) -> None:
     try:
         runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
                      data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
-                     dbort=dbort, model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs, **recipe)
+                     dbort=dbort, model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs,
+                     recipe=a.recipe, **recipe)
     except TrainingDiverged as err:
-        _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
+        if dist.is_main():
+            _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
         raise
-    _print_runs(runs)
+    if dist.is_main():  # under torchrun every rank returns every summary; one prints them
+        _print_runs(runs)
 
 
 def _print_runs(runs: list[dict]) -> None:
@@ -194,7 +218,12 @@ def _cmd_list(a: argparse.Namespace) -> None:
     width = max((len(n) for n, _ in rows), default=0)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")
-        if a.verbose:
+        if a.verbose and a.family == "recipes":
+            from .recipes import describe_recipe
+
+            for line in describe_recipe(name):
+                print(f"    {line}")
+        elif a.verbose:
             for setting, kind, default, allowed, text in reg.describe_settings(name.split(":")[0]):
                 print(f"    {setting:<20} {kind:<10} default {default:<14} {allowed}")
                 print(f"    {'':<20} {text}")
