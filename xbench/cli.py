@@ -63,6 +63,8 @@ def _train_flags(t: argparse.ArgumentParser) -> None:
                                                      "steps=)")
     g.add_argument("--method-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="objective setting, e.g. group=7 for adv-group (repeatable; goes to every method declaring it)")
+    g.add_argument("--data-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset setting, e.g. size=64 for imagefolder (repeatable; `xbench list datasets -v`)")
     g.add_argument("--width", default=None, help="channel width multiplier (acnn models; same as --model-arg width=)")
     g.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="model setting, e.g. shape=3x500 for mlp (repeatable; `xbench list models -v`)")
@@ -186,7 +188,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
                      data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
                      dbort=dbort, model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs,
-                     recipe=a.recipe, **recipe)
+                     recipe=a.recipe, data_kwargs=dict(a.data_arg), **recipe)
     except TrainingDiverged as err:
         if dist.is_main():
             _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error

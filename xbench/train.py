@@ -76,12 +76,15 @@ class TrainConfig:
     method_kwargs: dict = field(default_factory=dict)  # its settings, all resolved by validate()
     recipe: str = "paper-mnist"  # the preset the settings started from (recorded; the values are what count)
     recipe_settings: dict = field(default_factory=dict)  # schedule, augmentation, loss, amp (xbench/recipes.py)
+    data_kwargs: dict = field(default_factory=dict)  # dataset settings (imagefolder size=..., fake n_train=...)
 
     def _fields(self) -> dict:
         d = asdict(self)
         if self.method == "erm":  # plain runs keep the run and pair ids they had before --method existed
             d.pop("method"), d.pop("method_kwargs")
         d.pop("recipe")  # and before recipes: only recipe settings that differ from the defaults join the id
+        if not d["data_kwargs"]:
+            d.pop("data_kwargs")
         changed = {k: v for k, v in d.pop("recipe_settings").items() if RECIPE_DEFAULTS.get(k, object()) != v}
         if changed:
             d["recipe_settings"] = changed
@@ -118,6 +121,8 @@ class TrainConfig:
         self.recipe_settings = check_recipe_settings(self.recipe_settings)
         for name, value in check("train", TRAIN_SETTINGS, {k: getattr(self, k) for k in TRAIN_SETTINGS}).items():
             setattr(self, name, value)
+        data_given = DATASETS.check(self.data, self.data_kwargs)
+        self.data_kwargs = {k: data_given[k] for k in self.data_kwargs}  # typed; only what was given (stable ids)
         given = check(f"model {self.model}", MODELS.settings(self.model), self.model_kwargs)
         self.model_kwargs = {k: given[k] for k in self.model_kwargs}  # typed, so CLI and API runs share an id
         if self.dbort is not None:
@@ -314,7 +319,7 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
             c.validate()
         check_writable(out)
         dev = resolve_device(device)
-        dataset = create_dataset(data, root=data_root, download=download)
+        dataset = create_dataset(data, root=data_root, download=download, **configs[0].data_kwargs)
         build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
         mode = placement(execution["parallel"], len(configs), dist.world_size())
         for c in configs:
@@ -346,7 +351,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str
 
     state = load_checkpoint(find_checkpoint(run), map_location=device)
     cfg = state["config"]
-    dataset = create_dataset(cfg["data"], root=data_root)
+    dataset = create_dataset(cfg["data"], root=data_root, **cfg.get("data_kwargs", {}))
     model = create_model(cfg["model"], dataset.shape, dataset.num_classes, **cfg.get("model_kwargs", {}))
     model.load_state_dict(state["model"])
     model.to(device).eval()
