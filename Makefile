@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/interpreters.py
 	$(BIN)/python benchmarks/perturbation.py
 	$(BIN)/python benchmarks/split.py
+	$(BIN)/python benchmarks/train_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -113,3 +113,13 @@ def test_bad_recipe_input_is_one_line_and_writes_nothing(tmp_path, capsys, args,
     assert main(["train", "--data", "fake", "--epochs", "1", "--quiet", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err and not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a grad scaler and torch.compile: the CUDA path")
+def test_fp16_grad_scaler_and_compile_on_cuda(tmp_path):
+    kw = dict(model="lenet", data="fake", opt="bort-s", seeds=[0], epochs=2, progress=False, batch_size=128)
+    fp16 = train(out=tmp_path / "fp16", amp="fp16", compile=True, **kw)
+    ref = train(out=tmp_path / "ref", **kw)
+    a, b = (torch.load(Path(r["run_dir"]) / "model.pt", weights_only=True)["model"] for r in (fp16[0], ref[0]))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in a.values())
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05

@@ -130,7 +130,7 @@ def build_scheduler(opt: torch.optim.Optimizer, rs: dict, epochs: int, steps_per
 
     constant = rs["sched"] == "none"
     sched, _ = create_scheduler_v2(opt, sched="step" if constant else "cosine", num_epochs=epochs,
-                                   decay_epochs=10 ** 9 if constant else None, decay_rate=1.0, min_lr=rs["min_lr"],
+                                   decay_epochs=10 ** 9, decay_rate=1.0, min_lr=rs["min_lr"],  # step: constant
                                    warmup_lr=rs["warmup_lr"], warmup_epochs=rs["warmup_epochs"],
                                    step_on_epochs=False, updates_per_epoch=steps_per_epoch)
     return sched

@@ -240,7 +240,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         model.train()
-        total_loss, correct, step_loss, n = 0.0, 0, 0.0, 0
+        sums, n = engine.new_sums(), 0  # summed loss and correct predictions, on the device: no sync per step
         bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=(None if progress is None else not progress) or not engine.writes, file=sys.stderr)
         for i, (x, y, n_global) in enumerate(engine.batches(epoch)):
@@ -248,20 +248,16 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
                 loss, logits = engine.loss(objective, x, y)  # the batch's loss, in one place (logits it trained on)
                 if config.dbort is not None:
                     loss = loss + dbort_loss(logits, *config.dbort)
-            step_loss = engine.reduce_loss(loss, y, n_global)  # the sync the running loss needs anyway
-            if not math.isfinite(step_loss):
-                break
             engine.step(opt, loss, epoch * steps + i, y, n_global)
-            total_loss += step_loss * n_global
+            engine.accumulate(sums, loss, logits, y)
             n += n_global
-            correct += int((logits.detach().argmax(1) == y).sum())
             bar.update()
         bar.close()
-        if not engine.finite(model, step_loss):
+        loss_mean, train_acc, finite = engine.epoch_totals(model, sums, n)  # one sync (and one all-reduce)
+        if not finite:
             # Keep the checkpoint of the last finite epoch; training on would only write NaN weights.
             diverged_at = epoch + 1
             break
-        loss_mean, train_acc = engine.epoch_totals(total_loss, correct, n)
         log.append({"epoch": epoch + 1, "loss": loss_mean, "train_acc": train_acc,
                     "heldout_acc": engine.heldout_accuracy(model, accuracy),
                     "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})

@@ -13,7 +13,6 @@ Rank 0 alone writes checkpoints (atomically) and logs; a checkpoint holds no wor
 """
 from __future__ import annotations
 
-import math
 import random
 from contextlib import nullcontext
 from typing import Callable
@@ -129,9 +128,10 @@ class Engine:
 
     def _load(self, local: list[torch.Tensor], epoch: int):
         split = self.data.train
-        if self.loader_data is None and hasattr(split, "images"):  # in memory: no loader needed
+        if self.loader_data is None and hasattr(split, "images"):  # in memory: uint8 to the device, converted there
             for idx in local:
-                yield self.data.inputs("train", idx, self.device)
+                pixels = split.images[idx].to(self.device, non_blocking=True).float().div_(255.0)
+                yield self.data.space.to_input(pixels), split.labels[idx].to(self.device, non_blocking=True)
             return
         seed = (self.config.seed * 100_003 + epoch) * 1_000 + self.world.rank
         random.seed(seed)  # augmentations in this process (workers=0) are seeded by the run too
@@ -168,14 +168,6 @@ class Engine:
         """Examples behind a batch's labels (augmentation splits repeat each example)."""
         return len(y) // max(1, self.rs["aug_splits"])
 
-    def reduce_loss(self, loss: torch.Tensor, y: torch.Tensor, n_global: int) -> float:
-        """The global batch's mean loss as a float (one sync per step, as the serial loop always had)."""
-        n_local = self.examples(y)
-        if not self.dp:
-            return float(loss.detach())
-        total = dist.all_reduce(loss.detach().float().reshape(1) * n_local)
-        return float(total) / n_global
-
     def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, update: int, y: torch.Tensor, n_global: int) -> None:
         """Schedule, backward (DDP averages over ranks; a short batch is re-weighted) and the optimizer step."""
         n_local = self.examples(y)
@@ -200,11 +192,21 @@ class Engine:
     def steps_per_epoch(self) -> int:
         return len(self.plan(0)[1])
 
-    def epoch_totals(self, loss_sum: float, correct: int, n: int) -> tuple[float, float]:
-        """(mean loss, train accuracy) of the epoch over all ranks."""
+    def new_sums(self) -> torch.Tensor:
+        return torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def accumulate(self, sums: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a batch's loss × examples and its correct predictions (float64, exact as Python's float sum was)."""
+        sums[0] += loss.detach().double() * self.examples(y)
+        sums[1] += (logits.detach().argmax(1) == y).sum()
+
+    def epoch_totals(self, model: torch.nn.Module, sums: torch.Tensor, n: int) -> tuple[float, float, bool]:
+        """(mean loss, train accuracy, loss and weights finite) over all ranks, in one device sync."""
         if self.dp:
-            correct = int(dist.all_reduce(torch.tensor([float(correct)], device=self.device)).item())
-        return loss_sum / max(1, n), correct / max(1, n * max(1, self.rs["aug_splits"]))
+            dist.all_reduce(sums)
+        ok = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all() & torch.isfinite(sums[0])
+        values = torch.cat([sums, ok.double().reshape(1)]).tolist()
+        return values[0] / max(1, n), values[1] / max(1, n * max(1, self.rs["aug_splits"])), bool(values[2])
 
     @torch.no_grad()
     def heldout_accuracy(self, model: torch.nn.Module, serial: Callable) -> float:
@@ -218,10 +220,6 @@ class Engine:
             x, y = self.data.inputs("heldout", part, self.device)
             correct += (model(x).argmax(1) == y).sum()
         return float(dist.all_reduce(correct)) / max(1, len(self.data.heldout))
-
-    def finite(self, model: torch.nn.Module, step_loss: float) -> bool:
-        ok = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()  # one device sync
-        return math.isfinite(step_loss) and bool(ok)
 
     def saved(self) -> None:
         """After rank 0's checkpoint write: every rank waits, so a resume never reads a half-finished epoch."""
