@@ -1,7 +1,8 @@
 """Training at scale: `xbench train` images/s at 1 and 2 gloo processes (CPU), Bort's cost per step on timm models
-(Bort-S ÷ SGD, Bort-L ÷ LAMB; target ≤ 1.10), and on a GPU resnet50 bf16 `xbench train` ÷ a bare loop (≥ 0.95).
+(Bort-S ÷ SGD, Bort-L ÷ LAMB; target ≤ 1.10), and on a GPU resnet50 bf16 `xbench train` ÷ a bare loop (≥ 0.95)
+and Bort's cost per step at ImageNet size.
 
-    python benchmarks/train_scale.py [--repeats 10] [--skip-scaling] [--skip-overhead] [--gpu-images 4096]
+    python benchmarks/train_scale.py [--repeats 10] [--skip-scaling] [--skip-overhead] [--skip-gpu] [--gpu-images N]
 
 Scaling: timm resnet18 on generated 3×32×32 data (512 images, global batch 64), epoch 2's seconds from each run's
 log; one process with one thread, one process with two, and torchrun with two processes of one thread each
@@ -82,6 +83,41 @@ def overhead(repeats: int) -> list[tuple]:
     return rows
 
 
+def gpu_overhead(repeats: int, batch: int = 128) -> list[tuple]:
+    """Bort ÷ base per step on the GPU at ImageNet size (224², bf16 autocast, channels-last)."""
+    from xbench.models import create_model
+    from xbench.optim import create_optimizer
+
+    dev = torch.device("cuda")
+    x = torch.randn(batch, 3, 224, 224, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    rows = []
+    for name in ("timm:resnet50", "timm:deit_small_patch16_224"):
+        for base, bort, lr in (("sgd", "bort-s", 0.05), ("lamb", "bort-l", 0.005)):
+            pair = {}
+            for opt_name in (base, bort):
+                torch.manual_seed(0)
+                model = create_model(name, (3, 224, 224), 1000).to(dev).to(memory_format=torch.channels_last)
+                pair[opt_name] = (model, create_optimizer(opt_name, model, lr=lr, weight_decay=0.01))
+
+            def step(model, opt):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            times = {k: [] for k in pair}
+            for i in range(repeats + 3):
+                for k, (model, opt) in pair.items():
+                    t, _ = timed(lambda: step(model, opt), dev)
+                    if i >= 3:
+                        times[k].append(t)
+            tb, tx = statistics.median(times[base]), statistics.median(times[bort])
+            rows.append((name.split(":")[1], f"{bort} ÷ {base}", tb * 1e3, tx * 1e3, tx / tb))
+    return rows
+
+
 def gpu(n_images: int, batch: int = 256, repeats: int = 3) -> tuple[float, float]:
     """(xbench train images/s, bare loop images/s): the best epoch of ``repeats`` after one warm-up epoch each."""
     from xbench.data import create_dataset
@@ -125,6 +161,7 @@ def main() -> None:
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--gpu-images", type=int, default=4096)
+    ap.add_argument("--skip-gpu", action="store_true")
     args = ap.parse_args()
     if not args.skip_scaling:
         rows = scaling()
@@ -138,11 +175,15 @@ def main() -> None:
         print("| model | ratio | base ms/step | Bort ms/step | Bort ÷ base |\n|---|---|---|---|---|")
         for r in overhead(args.repeats):
             print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | **{r[4]:.3f}** |")
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.skip_gpu:
         xb, bare = gpu(args.gpu_images)
         print(f"\n{torch.cuda.get_device_name()}: timm resnet50, bf16, channels-last, batch 256, SGD")
         print(f"| xbench train images/s | bare loop images/s | xbench ÷ bare (target ≥ 0.95) |\n|---|---|---|")
         print(f"| {xb:.0f} | {bare:.0f} | **{xb / bare:.3f}** |")
+        print(f"\nBort per step on the GPU, batch 128, 224×224, bf16, median of {args.repeats} interleaved steps")
+        print("| model | ratio | base ms/step | Bort ms/step | Bort ÷ base |\n|---|---|---|---|---|")
+        for r in gpu_overhead(args.repeats):
+            print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | **{r[4]:.3f}** |")
 
 
 if __name__ == "__main__":

@@ -308,7 +308,10 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
     configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, recipe=recipe,
                            **run_settings(recipe, o, model, given, given_recipe))
                for s in seed_list for m, kw in per_method.items() for o in opts]
-    dist.init(execution["dist_backend"])  # a no-op without torchrun
+    backend = execution["dist_backend"]
+    if backend == "auto" and device == "cpu":  # CPU tensors need gloo, even on a machine with GPUs
+        backend = "gloo"
+    dist.init(backend)  # a no-op without torchrun
 
     def setup():  # every user error before any folder, on every rank (dist.agree)
         for c in configs:
