@@ -13,17 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the shipped data: paired LeNet training on mnist10k (SGD vs Bort-S, 3 seeds, the paper's recipe),
-# saliency maps from the six interpreters of the paper's Table 3, every metric, and the leaderboard.
-DEMO_INTERPS ?= cam,ig,rise,xrai,guided_ig,sat
-DEMO_N ?= 100
-DEMO_SEEDS ?= 0,1,2
+# The main job on the shipped data (studies/demo.toml): paired LeNet training on mnist10k (SGD vs Bort-S, 3 seeds,
+# the paper's recipe), saliency maps from the six interpreters of the paper's Table 3, every metric, the leaderboard.
 demo: $(STAMP)
-	$(BIN)/xbench train --model lenet --data mnist10k --opt sgd,bort-s --seeds $(DEMO_SEEDS) --epochs 40 --out $(DEMO_OUT)/checkpoints --quiet
-	$(BIN)/xbench explain --runs '$(DEMO_OUT)/checkpoints/*' --interp $(DEMO_INTERPS) --n $(DEMO_N) --quiet
-	$(BIN)/xbench evaluate --runs '$(DEMO_OUT)/checkpoints/*' --interp $(DEMO_INTERPS) --metric deletion,insertion --n $(DEMO_N) --out $(DEMO_OUT)/reports --quiet
-	$(BIN)/xbench evaluate --runs '$(DEMO_OUT)/checkpoints/*' --metric recon_ratio,gram,decomposition,synthesis --n $(DEMO_N) --out $(DEMO_OUT)/reports --quiet
-	$(BIN)/xbench report --out $(DEMO_OUT)/reports
+	$(BIN)/xbench run studies/demo.toml --out $(DEMO_OUT) --quiet
 
 # Headless Chromium + driver for the leaderboard rendering test (Debian packages), installed when missing.
 browser:
@@ -41,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/interpreters.py
 	$(BIN)/python benchmarks/perturbation.py
 	$(BIN)/python benchmarks/split.py
+	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/weights.py
 	$(BIN)/python benchmarks/train_scale.py
 
 clean:

@@ -35,6 +35,7 @@ BAD_INPUTS = [
     "train --data mnist10kk", "train --model mlp --model-arg shape=9x9", "train --model-arg nosuch=1",
     "train --model acnn_small --width 0", "train --model acnn_small --width inf", "train --dbort nan",
     "train --data fake:abc", "train --device quantum", "train --model-arg oops", "train --no-such-flag",
+    "train --l1 -1", "train --l1 0,abc", "train --model mlp --model-arg init_std=0",
     # explain
     "explain --runs {runs} --interp nosuch", "explain --runs /nonexistent/*", "explain --runs {runs} --n 0",
     "explain --runs {runs} --interp cam --hparam cam.nosuch=1", "explain --runs {runs} --interp cam --hparam sat.k=3",
@@ -49,8 +50,24 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --metric synthesis --hparam synthesis.batch_size=0",
     "evaluate --runs {runs} --metric recon_ratio --hparam recon_ratio.overlap=max",
     "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.blur_sigma=-inf",
+    # curve orders, substrates (also inside a crossed comma list), road's percentage grid, bootstrap count
+    "evaluate --runs {runs} --interp cam --metric deletion --hparam deletion.order=sideways",
+    "evaluate --runs {runs} --interp cam --metric srg --hparam srg.substrate=zero,plasma",
+    "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=0,50",
+    "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=50,100.5",
+    "report --bootstrap 99", "report --bootstrap abc",
+    # weight-level and re-explaining metrics (seed 004, Quantus)
+    "evaluate --runs {runs} --metric max_sensitivity", "evaluate --runs {runs} --metric complexity,weight_sparsity",
+    "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.radius=0",
+    "evaluate --runs {runs} --interp cam --metric local_lipschitz --hparam local_lipschitz.std=-1",
+    "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.norm=l3",
+    "evaluate --runs {runs} --metric stability_c1 --hparam stability_c1.radius2=0",
+    "evaluate --runs {runs} --metric stability_c2 --hparam stability_c2.radius1=-0.1",
+    "evaluate --runs {runs} --metric stability_c1 --hparam stability_c1.norm=fro",
+    "evaluate --runs {runs} --metric faithfulness --hparam faithfulness.norm=l3",
     # report and list
     "report --results /nonexistent/results.jsonl", "report --out {bad}", "list widgets", "list models --bogus",
+    "run /nonexistent/study.toml", "run studies/demo.toml --device quantum",
     "",
 ]
 

@@ -72,7 +72,8 @@ def _bad_values(s: Setting) -> st.SearchStrategy:
              bool: [st.just("maybe"), st.just(2), st.just(math.nan)],
              str: [st.just(3), st.just(math.nan), st.just(1.5)]}[s.kind]
     if s.kind is str and s.choices:
-        wrong.append(st.text(min_size=1, max_size=8).filter(lambda t: t not in map(str, s.choices)))
+        wrong.append(st.text(min_size=1, max_size=8).filter(  # "none"/"null" mean None where that is allowed
+            lambda t: t not in map(str, s.choices) and not (s.optional and t.lower() in ("none", "null"))))
     if s.range:
         low, high, low_closed, high_closed = s.bounds
         step = 1 if s.kind is int else 1e-6

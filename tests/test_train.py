@@ -151,3 +151,25 @@ def test_a_diverging_run_stops_at_its_last_finite_epoch_and_its_twin_finishes(tm
     captured = capsys.readouterr()
     assert f"diverged in epoch {bort['diverged_at']}" in captured.out  # the table is still printed
     assert captured.err.count("\n") == 1 and captured.err.startswith("xbench: error: 1 run(s) diverged")
+
+
+def test_l1_penalty_is_part_of_the_run_and_zero_keeps_the_old_ids(tmp_path):
+    plain = TrainConfig(model="mlp", opt="sgd")
+    assert TrainConfig(model="mlp", opt="sgd", l1=0.0).run_id == plain.run_id
+    a, b = TrainConfig(model="mlp", opt="sgd", l1=1e-5), TrainConfig(model="mlp", opt="bort-s", l1=1e-5)
+    assert a.run_id != plain.run_id and a.pair_id != plain.pair_id and a.pair_id == b.pair_id and "l1_1e-05" in a.run_id
+    # one full-batch SGD step from the same start: the l1 run moves every weight by a further −lr·λ·sign(w)
+    lr, lam = 0.1, 0.01
+    runs = train(model="mlp", data="fake", opt="sgd", l1=f"0,{lam}", seeds=[0], epochs=1, out=tmp_path,
+                 progress=False, lr=lr, weight_decay=0.0, momentum=0.0, batch_size=512,
+                 model_kwargs={"shape": "2x1000", "init_std": 0.1})
+    assert [r["l1"] for r in runs] == [0.0, lam] and len({r["run_id"] for r in runs}) == 2
+    plain_w, l1_w = (load_checkpoint(Path(r["run_dir"]) / "model.pt")["model"] for r in runs)
+    torch.manual_seed(0)
+    from xbench.models import create_model
+
+    init = create_model("mlp", (1, 28, 28), 10, shape="2x1000", init_std=0.1).state_dict()
+    assert abs(float(init["fc1.weight"].std()) - 0.1) < 0.005 and float(init["fc1.bias"].abs().max()) == 0
+    for k in ("fc1.weight", "fc2.weight", "fc3.weight"):
+        torch.testing.assert_close(l1_w[k] - plain_w[k], -lr * lam * init[k].sign(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(l1_w["fc1.bias"], plain_w["fc1.bias"], atol=1e-6, rtol=0)  # biases are not penalised

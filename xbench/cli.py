@@ -126,6 +126,8 @@ def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--results", default=None, help="results file (default: <out>/results.jsonl)")
     r.add_argument("--out", default="reports", help="report folder (default: reports)")
     r.add_argument("--no-figures", action="store_true", help="tables only")
+    r.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the ranking intervals, at "
+                                                             "least 100 (default: %(default)s)")
     r.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
 
 
@@ -135,11 +137,20 @@ def _list_flags(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("-v", "--verbose", action="store_true", help="each entry's settings: type, default, range, help")
 
 
+def _run_flags(r: argparse.ArgumentParser) -> None:
+    r.add_argument("study", help="study file (TOML; see studies/ and `xbench run --help`)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and the jobs left; run nothing")
+    r.add_argument("--out", default=None, help="base folder of the study's outputs (default: the file's [study] "
+                                               "out, else studies-out/<file name>)")
+    _common(r, data=True, out=False)
+
+
 COMMANDS = {  # name: (help, flags); a command's flags are built only when it runs (they may import torch)
     "train": ("train paired runs (one per optimizer and seed)", _train_flags),
     "explain": ("saliency maps for held-out images of trained runs (cached)", _explain_flags),
     "evaluate": ("score maps and models; append records to results.jsonl", _evaluate_flags),
     "report": ("leaderboard.csv/html, pairs.csv and figures from results.jsonl", _report_flags),
+    "run": ("a whole study from one TOML file: train → explain → evaluate → report, resumable", _run_flags),
     "list": ("list registered names (-v: with their settings)", _list_flags),
 }
 
@@ -166,8 +177,11 @@ def _common(p: argparse.ArgumentParser, data: bool = False, out: str | bool = "c
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _cmd_train(a: argparse.Namespace) -> None:
-    from .train import TRAIN_SETTINGS, train
+def train_kwargs(a: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`xbench.train.train` that parsed ``train`` flags stand for."""
+    from .recipes import RECIPE_SETTINGS
+    from .train import TRAIN_SETTINGS
+    from .train_dist import EXEC_SETTINGS
 
     model_kwargs = dict(a.model_arg)
     if a.width is not None:
@@ -175,20 +189,23 @@ def _cmd_train(a: argparse.Namespace) -> None:
     dbort = None
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
-    from .recipes import RECIPE_SETTINGS
-    from .train_dist import EXEC_SETTINGS
-
     recipe = {k: getattr(a, k) for k in [*TRAIN_SETTINGS, *RECIPE_SETTINGS, *EXEC_SETTINGS]
               if k != "seed" and getattr(a, k) is not None}
     method_kwargs = dict(a.method_arg)
     for key, value in (("eps", a.adv_eps), ("steps", a.adv_steps)):
         if value is not None:
             method_kwargs[key] = value
+    return dict(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
+                data_root=a.data_root, download=a.download, progress=False if a.quiet else None, dbort=dbort,
+                model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs, recipe=a.recipe,
+                data_kwargs=dict(a.data_arg), **recipe)
+
+
+def _cmd_train(a: argparse.Namespace) -> None:
+    from .train import train
+
     try:
-        runs = train(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
-                     data_root=a.data_root, download=a.download, progress=False if a.quiet else None,
-                     dbort=dbort, model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs,
-                     recipe=a.recipe, data_kwargs=dict(a.data_arg), **recipe)
+        runs = train(**train_kwargs(a))
     except TrainingDiverged as err:
         if dist.is_main():
             _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
@@ -207,6 +224,7 @@ def _print_runs(runs: list[dict]) -> None:
         if r.get("diverged_at"):
             continue
         arm = r["opt"] if r.get("method", "erm") == "erm" else f"{r['method']} · {r['opt']}"
+        arm += f" · l1 {r['l1']:g}" if r.get("l1") else ""
         by_opt.setdefault(arm, []).append(100 * r["heldout_acc"])
     for opt, accs in by_opt.items():
         mean = sum(accs) / len(accs)
@@ -242,30 +260,52 @@ def _hparams(pairs: list[tuple[str, object]]) -> dict[str, dict]:
     return out
 
 
+def explain_kwargs(a: argparse.Namespace) -> dict:
+    return dict(runs=a.runs, interps=a.interp, n=a.n, hparams=_hparams(a.hparam), device=a.device,
+                batch_size=a.batch_size, data_root=a.data_root, progress=False if a.quiet else None)
+
+
+def evaluate_kwargs(a: argparse.Namespace) -> dict:
+    return dict(runs=a.runs, interps=a.interp, metrics=a.metric, n=a.n, hparams=_hparams(a.hparam), out=a.out,
+                device=a.device, batch_size=a.batch_size, force=a.force, data_root=a.data_root,
+                progress=False if a.quiet else None)
+
+
+def report_kwargs(a: argparse.Namespace) -> dict:
+    return dict(out=a.out, results=a.results, figures=not a.no_figures, bootstrap=a.bootstrap)
+
+
 def _cmd_explain(a: argparse.Namespace) -> None:
     from .explain import explain
 
-    for line in explain(a.runs, interps=a.interp, n=a.n, hparams=_hparams(a.hparam), device=a.device,
-                        batch_size=a.batch_size, data_root=a.data_root, progress=False if a.quiet else None):
+    for line in explain(**explain_kwargs(a)):
         print(line)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
-    summary = evaluate(a.runs, interps=a.interp, metrics=a.metric, n=a.n, hparams=_hparams(a.hparam), out=a.out,
-                       device=a.device, batch_size=a.batch_size, force=a.force, data_root=a.data_root,
-                       progress=False if a.quiet else None)
-    print(summary)
+    print(evaluate(**evaluate_kwargs(a)))
 
 
 def _cmd_report(a: argparse.Namespace) -> None:
     from .reports import build_report
 
-    result = build_report(a.out, results=a.results, figures=not a.no_figures)
+    result = build_report(**report_kwargs(a))
     if not a.quiet:
         print(result.text)
     print(f"wrote {', '.join(result.files)}")
+
+
+def _cmd_run(a: argparse.Namespace) -> None:
+    from .run import dry_run, load_study, run_study
+
+    study = load_study(a.study, a.out, device=a.device, **{"data-root": a.data_root, "quiet": a.quiet,
+                                                                   "download": a.download})
+    if a.dry_run:
+        print("\n".join(dry_run(study)))
+    else:
+        run_study(study)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -281,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv = list(sys.argv[1:] if argv is None else argv)
             args = _parser(argv[0] if argv else None).parse_args(argv)
             {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
-             "report": _cmd_report}[args.command](args)
+             "report": _cmd_report, "run": _cmd_run}[args.command](args)
     except XbenchError as err:
         if dist.should_print(err):
             print(f"xbench: error: {err}", file=sys.stderr)

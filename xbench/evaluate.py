@@ -29,11 +29,16 @@ from .explain import heldout_examples, maps_for, resolve_runs
 from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
-from .train import load_run, resolve_device
+from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
+from .variants import cross
 
 RESULTS_NAME = "results.jsonl"
 RUN_FIELDS = ("run_id", "pair_id", "model", "data", "opt", "seed", "epochs", "lr", "weight_decay", "momentum",
-              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs")
+              "bort_lambda", "bort_mode", "bort_amplitude", "dbort", "model_kwargs", "method", "method_kwargs", "l1")
+# the training recipe of a run: every config field but what names the arm (model, data, optimizer, method, l1) and seed;
+# reports tell apart runs of one model and dataset whose recipes differ (a study may train under two)
+RECIPE_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__
+                      if f not in ("model", "data", "opt", "seed", "method", "l1", *OPTIMIZER_FIELDS))  # l1 names its arm
 
 
 def _sha256(path: Path) -> str:
@@ -57,6 +62,7 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
     if not str(out["optimizer"]).startswith("bort"):
         for k in ("bort_lambda", "bort_mode", "bort_amplitude"):
             out[k] = None
+    out["recipe"] = {k: cfg[k] for k in RECIPE_FIELDS if k in cfg}
     out["heldout_acc"] = cfg.get("heldout_acc")
     out["epochs_done"] = cfg.get("epochs_done")
     out["checkpoint_sha256"] = _sha256(Path(run) / CHECKPOINT_NAME)
@@ -64,16 +70,16 @@ def run_fields(cfg: dict, run: Path) -> dict[str, Any]:
 
 
 def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None,
-                 batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 batch_size: int, explain=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run a metric over all examples in batches: (scores per name [N] or [N,L], details)."""
     if not metric.needs_data or metric.needs_all:  # weights only, or pairs examples: one call, batched inside
-        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)))
+        scores = metric(model, *((x, y, maps) if metric.needs_data else (x[:1], y[:1], None)), explain=explain)
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
     for s in range(0, len(x), batch_size):
         sl = slice(s, s + batch_size)
-        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device))
+        scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device), explain=explain)
         for k, v in scores.items():
             parts.setdefault(k, []).append(v.numpy())
         for k, v in metric.details.items():
@@ -112,12 +118,10 @@ def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key:
     return (run_id, interp, interp_key, metric, metric_key, int(n))
 
 
-def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
-             metrics: str | Iterable[str] | None = None, n: int = 100,
-             hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
-             batch_size: int = 32, force: bool = False, data_root: str | None = None,
-             progress: bool | None = None) -> str:
-    """Evaluate every run × (interpreter × map metric, and model metric); returns a short summary."""
+def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterable[str] | None = None, n: int = 100,
+              hparams: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(interpreters, map metrics, model metrics) of an evaluation, every name and setting checked; no file read.
+    Each run gets interpreters × map metrics + model metrics jobs."""
     interp_names = INTERPRETERS.resolve(interps) if interps else []
     if metrics:
         metric_names = METRICS.resolve(metrics)
@@ -136,9 +140,26 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     for name in interp_names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
     for name in metric_names:
-        METRICS.check(name, hparams.get(name, {}))
+        for params, _ in cross(METRICS, name, hparams.get(name, {})):  # a comma list crosses into jobs
+            create_metric(name, None, **params)  # constructors check more than types (road's percentage grid)
+    return interp_names, map_metrics, model_metrics
+
+
+def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
+             metrics: str | Iterable[str] | None = None, n: int = 100,
+             hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
+             batch_size: int = 32, force: bool = False, data_root: str | None = None,
+             progress: bool | None = None, study: dict | None = None, dry_run: bool = False) -> str:
+    """Evaluate every run × (interpreter × map metric, and model metric); returns a short summary.
+
+    ``study`` (the study file and its sha256, from ``xbench run``) is carried by every record; ``dry_run`` counts
+    the jobs still to do and the ones done, computing and writing nothing."""
+    interp_names, map_metrics, model_metrics = plan_jobs(interps, metrics, n, hparams)
+    hparams = hparams or {}
+    variants = {m: cross(METRICS, m, hparams.get(m, {})) for m in map_metrics + model_metrics}  # comma lists cross
     run_dirs = resolve_runs(runs)
-    check_writable(out)
+    if not dry_run:
+        check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
     done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
@@ -150,22 +171,29 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         base = run_fields(cfg, run)
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
-        jobs = [(i, m) for i in interp_names for m in map_metrics] + [("", m) for m in model_metrics]
-        ikeys = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})).key for i in interp_names}
+        jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
+            ("", m, *v) for m in model_metrics for v in variants[m]]
+        interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
+        ikeys = {i: interps[i].key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
-        for interp, metric_name in bar:
-            bar.set_postfix_str(f"{interp or 'model'} · {metric_name}")
-            metric = create_metric(metric_name, data.space, **hparams.get(metric_name, {}))
+        for interp, metric_name, metric_params, metric_variant in bar:
+            bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
+            metric = create_metric(metric_name, data.space, **metric_params)
             ikey = ikeys.get(interp, "")
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
                 skipped += 1
                 continue
+            if dry_run:
+                written += 1
+                continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
                                      "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev)}
+                                     "device": str(dev), "metric_variant": metric_variant,
+                                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
+                                     **({"study": study} if study else {})}
             maps = None
             if interp:
                 if interp not in loaded:
@@ -175,7 +203,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
                              maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
             t0 = time.perf_counter()
-            scores, details = score_metric(metric, model, x, y, maps, batch_size)
+            scores, details = score_metric(metric, model, x, y, maps, batch_size,
+                                           explain=interps[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
             side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
                                                       f"{metric.key(data.shape)}-n{len(x)}.npz"
@@ -191,4 +220,6 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             done.add(key)
             written += len(records)
         bar.close()
+    if dry_run:
+        return f"{written} job(s) to do, {skipped} already done"
     return f"{written} record(s) written, {skipped} job(s) already done, in {results}"

@@ -99,10 +99,7 @@ def maps_for(run: Path, model: torch.nn.Module, data: Dataset, name: str, hparam
     interp = create_interpreter(name, model, data.space, **hparams)
     path = maps_path(run, interp)
     idx, x, y, pred = examples if examples is not None else heldout_examples(model, data, n, device)
-    cached = _load_maps(path)
-    have = 0 if cached is None else len(cached["maps"])
-    if cached is not None and not torch.equal(cached["indices"][: min(have, len(idx))], idx[: min(have, len(idx))]):
-        cached, have = None, 0  # a different image selection: start over
+    cached, have = _cached(path, idx)
     if have < len(idx):
         bar = tqdm(total=len(idx) - have, desc=f"{run.name} {name}", leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
@@ -123,6 +120,15 @@ def maps_for(run: Path, model: torch.nn.Module, data: Dataset, name: str, hparam
     return cached["maps"][: len(idx)], record
 
 
+def _cached(path: Path, idx: torch.Tensor) -> tuple[dict | None, int]:
+    """The cached maps at ``path`` and how many of them serve the images ``idx`` (0: none, or another selection)."""
+    cached = _load_maps(path)
+    have = 0 if cached is None else len(cached["maps"])
+    if cached is not None and not torch.equal(cached["indices"][: min(have, len(idx))], idx[: min(have, len(idx))]):
+        return None, 0  # a different image selection: start over
+    return cached, have
+
+
 def _write_preview(path: Path, maps: torch.Tensor, pixels: torch.Tensor, idx: torch.Tensor) -> None:
     """The first maps with their images as numpy (``<maps>.npz``): what torch-free reports draw figures from."""
     preview = {"maps": maps[:GRID_IMAGES].numpy(), "indices": idx[:GRID_IMAGES].cpu().numpy(),
@@ -132,8 +138,10 @@ def _write_preview(path: Path, maps: torch.Tensor, pixels: torch.Tensor, idx: to
 
 def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n: int = 64,
             hparams: dict[str, dict[str, Any]] | None = None, device: str = "auto", batch_size: int = 32,
-            data_root: str | None = None, progress: bool | None = None, grid: bool = True) -> list[str]:
-    """Compute (or reuse) maps for every run × interpreter; returns one summary line per pair."""
+            data_root: str | None = None, progress: bool | None = None, grid: bool = True,
+            dry_run: bool = False) -> list[str]:
+    """Compute (or reuse) maps for every run × interpreter; returns one summary line per pair (``dry_run``: one
+    line, the count of map sets to compute and of those cached, computing and writing nothing)."""
     names = INTERPRETERS.resolve(interps)
     hparams = hparams or {}
     unknown = set(hparams) - set(names)
@@ -147,8 +155,11 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
     for run in run_dirs:
         model, data, cfg = load_run(run, dev, data_root)
         examples = heldout_examples(model, data, n, dev)
-        for name in names:  # a layer an interpreter cannot handle is named before this run writes anything
-            create_interpreter(name, model, data.space, **hparams.get(name, {}))
+        interps = [create_interpreter(name, model, data.space, **hparams.get(name, {})) for name in names]
+        if dry_run:  # (a layer an interpreter cannot handle is named above, before this run writes anything)
+            lines += ["cached" if _cached(maps_path(run, i), examples[0])[1] >= len(examples[0]) else "to do"
+                      for i in interps]
+            continue
         shown = {}
         for name in names:
             maps, rec = maps_for(run, model, data, name, hparams.get(name, {}), n, dev, batch_size, progress,
@@ -163,4 +174,6 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
             path = Path(run) / "maps" / "grid.png"
             saliency_grid(pixels, shown, path, title=f"{cfg['model']} · {cfg['opt']} · seed {cfg['seed']}")
             lines.append(f"{run.name}  grid {path}")
+    if dry_run:
+        return [f"{lines.count('to do')} map set(s) to compute, {lines.count('cached')} cached"]
     return lines

@@ -35,7 +35,7 @@ from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_che
 from .data import DATASETS, Dataset, create_dataset
 from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
-from .layers import mean_orthogonality_error
+from .layers import constrained_weights, mean_orthogonality_error
 from .models import MODELS, create_model
 from .objectives import OBJECTIVES, create_objective
 from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
@@ -70,6 +70,9 @@ class TrainConfig:
     bort_lambda: float = _setting(OPT_SETTINGS["bort_lambda"])
     bort_mode: str = _setting(OPT_SETTINGS["bort_mode"])
     bort_amplitude: float | str = _setting(OPT_SETTINGS["bort_amplitude"])
+    l1: float = _setting(Setting(0.0, "λ of the l1 penalty λ·Σ_l ‖W_l‖₁ over the constrained (Conv/Linear) weights, "
+                                      "added to the loss (seed 004's constraint (b): 1e-5); comma list crosses like "
+                                      "--opt", range="[0, inf)"))
     dbort: list[float] | None = None  # [λ_D, β]; None = off
     model_kwargs: dict = field(default_factory=dict)
     method: str = "erm"  # the training objective (xbench/objectives), crossed with the optimizers like a seed
@@ -82,6 +85,8 @@ class TrainConfig:
         d = asdict(self)
         if self.method == "erm":  # plain runs keep the run and pair ids they had before --method existed
             d.pop("method"), d.pop("method_kwargs")
+        if not self.l1:  # likewise runs without the l1 penalty
+            d.pop("l1")
         d.pop("recipe")  # and before recipes: only recipe settings that differ from the defaults join the id
         if not d["data_kwargs"]:
             d.pop("data_kwargs")
@@ -101,7 +106,8 @@ class TrainConfig:
     @property
     def run_id(self) -> str:
         method = "" if self.method == "erm" else f"{self.method}-"
-        name = f"{self.model}-{self.data}-{method}{self.opt}-s{self.seed}"
+        l1 = f"-l1_{self.l1:g}" if self.l1 else ""
+        name = f"{self.model}-{self.data}-{method}{self.opt}{l1}-s{self.seed}"
         return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{_digest(self.identity())}"
 
     @property
@@ -248,6 +254,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
                 loss, logits = engine.loss(objective, x, y)  # the batch's loss, in one place (logits it trained on)
                 if config.dbort is not None:
                     loss = loss + dbort_loss(logits, *config.dbort)
+                if config.l1:
+                    loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
             engine.step(opt, loss, epoch * steps + i, y, n_global)
             engine.accumulate(sums, loss, logits, y)
             n += n_global
@@ -269,7 +277,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         _write_log(run_dir, log)
     last = log[-1] if log else {}
     return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "method": config.method,
-            "seed": config.seed,
+            "seed": config.seed, "l1": config.l1,
             "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
             "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
             "resumed_from": start, "diverged_at": diverged_at}
@@ -278,21 +286,19 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
 def _as_list(value: str | int | Iterable) -> list:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return [value]
     return list(value)
 
 
-def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
-          seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
-          data_root: str | None = None, download: bool = False, progress: bool | None = None,
-          method: str | Iterable[str] = "erm", recipe: str = "paper-mnist", **settings: Any) -> list[dict]:
-    """Train every method × optimizer × seed; runs of one method and seed form a pair. ``settings`` are
-    TrainConfig fields, recipe settings (xbench/recipes.py) and execution settings (xbench/train_dist.py), each
-    overriding the ``recipe``'s value; ``method_kwargs`` go to every method that declares them. Under torchrun the
-    runs are placed by ``parallel`` (runs dealt to ranks, or DDP)."""
-    execution = check_execution({k: settings.pop(k) for k in list(settings) if k in EXEC_SETTINGS})
-    given, given_recipe = split_settings(settings)
+def plan(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
+         seeds: str | int | Iterable[int] = (0,), method: str | Iterable[str] = "erm", recipe: str = "paper-mnist",
+         **settings: Any) -> list[TrainConfig]:
+    """The runs :func:`train` would train (method × optimizer × seed), every setting checked; nothing is read or
+    written. ``settings`` are TrainConfig fields and recipe settings (xbench/recipes.py), each overriding the
+    ``recipe``'s value (execution settings, xbench/train_dist.py, are ignored here); ``method_kwargs`` go to every
+    method that declares them."""
+    given, given_recipe = split_settings({k: v for k, v in settings.items() if k not in EXEC_SETTINGS})
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(given) - known
     if unknown:
@@ -305,17 +311,35 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
     if not seed_list:
         raise XbenchError("no seeds given")
     per_method = method_settings(OBJECTIVES.resolve(method), given.pop("method_kwargs", None) or {})
-    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, recipe=recipe,
+    l1s = _as_list(given.pop("l1", 0.0)) or [0.0]  # a list of penalties crosses like the optimizers
+    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, l1=lam, recipe=recipe,
                            **run_settings(recipe, o, model, given, given_recipe))
-               for s in seed_list for m, kw in per_method.items() for o in opts]
+               for s in seed_list for m, kw in per_method.items() for lam in l1s for o in opts]
+    for c in configs:
+        c.validate()
+    return configs
+
+
+def epochs_done(config: TrainConfig, out: str | Path) -> int:
+    """Complete epochs of a run on disk (its log is rewritten atomically with every checkpoint); 0 if none."""
+    log = Path(out) / config.run_id / "train_log.csv"
+    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+
+
+def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
+          seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
+          data_root: str | None = None, download: bool = False, progress: bool | None = None,
+          method: str | Iterable[str] = "erm", recipe: str = "paper-mnist", **settings: Any) -> list[dict]:
+    """Train every method × optimizer × seed (:func:`plan`); runs of one method and seed form a pair. Under
+    torchrun the runs are placed by ``parallel`` (runs dealt to ranks, or DDP; xbench/train_dist.py)."""
+    execution = check_execution({k: settings.pop(k) for k in list(settings) if k in EXEC_SETTINGS})
+    configs = plan(model, data, opt, seeds, method, recipe=recipe, **settings)
     backend = execution["dist_backend"]
     if backend == "auto" and device == "cpu":  # CPU tensors need gloo, even on a machine with GPUs
         backend = "gloo"
     dist.init(backend)  # a no-op without torchrun
 
     def setup():  # every user error before any folder, on every rank (dist.agree)
-        for c in configs:
-            c.validate()
         check_writable(out)
         dev = resolve_device(device)
         dataset = create_dataset(data, root=data_root, download=download, **configs[0].data_kwargs)

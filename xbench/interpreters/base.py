@@ -33,6 +33,7 @@ class Interpreter:
     settings: ClassVar[dict[str, Setting]] = {}
     backend: ClassVar[str] = "xbench"  # the library doing the work: xbench, captum, saliency
     stochastic: ClassVar[bool] = False  # seeded randomness (RISE masks, SmoothGrad noise)
+    baseline: ClassVar[bool] = False  # a sanity baseline (random, edge): uses no model, marked in reports
 
     def __init__(self, model: nn.Module, space: InputSpace | None = None, **hparams: Any):
         self.model = model

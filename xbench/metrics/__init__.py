@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..space import InputSpace
 from .base import CATEGORIES, METRICS, Metric, check_category, pearson
-from . import complexity, decomposition, invertibility, perturbation, synthesis, weights  # noqa: F401 (registers)
+from . import (complexity, decomposition, invertibility, perturbation, road, robustness, stability,  # noqa: F401
+               synthesis, weight_props, weights)
 
 for _name in METRICS.list():
     check_category(METRICS.get(_name))

@@ -8,7 +8,8 @@ Settings go to ``__init__``, data to ``__call__``. Class attributes say what a m
 score), ``needs_maps``. A metric may give several named scores (``scores`` maps each name to its direction; the
 first is the primary). Layer-level metrics (``level = "layer"``) return [B, L] per score (one column per layer named
 in ``layer_names``); model-level ones that need no data return [1, L]. ``details`` keeps arrays worth a figure
-(curves, histograms, reconstructions) from the last call.
+(curves, histograms, reconstructions) from the last call. A metric with ``needs_explainer`` re-explains inputs
+it perturbs: the caller passes ``explain=interp.attribute`` (inputs [B,C,H,W], targets [B] → maps [B,H,W]).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Metric:
     example_details: ClassVar[tuple[str, ...]] = ()  # details with one row per example (joined across batches)
     scores: ClassVar[dict[str, bool]] = {}  # extra named scores → higher_is_better; empty = one score
     needs_all: ClassVar[bool] = False  # sees every example in one call (pairs examples), batches inside
+    needs_explainer: ClassVar[bool] = False  # re-explains perturbed inputs through ``explain`` (implies needs_maps)
     settings: ClassVar[dict[str, Setting]] = {}
 
     def __init__(self, space: InputSpace | None = None, **params: Any):
@@ -53,9 +55,12 @@ class Metric:
         return dict(cls.scores) if cls.scores else {cls.registry_name: cls.higher_is_better}
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 maps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 maps: torch.Tensor | None = None, explain=None) -> dict[str, torch.Tensor]:
         if model.training:
             raise XbenchError(f"{self.registry_name}: call model.eval() first")
+        if self.needs_explainer and explain is None:
+            raise XbenchError(f"{self.registry_name} re-explains perturbed inputs; give it explain=interp.attribute")
+        self.explain = explain
         if self.needs_maps:
             if maps is None:
                 raise XbenchError(f"{self.registry_name} scores saliency maps; give it maps")

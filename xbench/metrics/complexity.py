@@ -25,3 +25,23 @@ class Sparseness(Metric):
         weights = (d - torch.arange(1, d + 1, dtype=a.dtype, device=a.device) + 0.5) / d
         gini = 1 - 2 * (a * weights).sum(1) / total.clamp(min=torch.finfo(a.dtype).tiny)
         return torch.where(total > 0, gini, torch.full_like(gini, float("nan")))
+
+
+@METRICS.register("complexity")
+class Complexity(Metric):
+    """Entropy of the normalised |map| per image (Quantus Complexity, Bhatt et al. 2020): low = concentrated.
+
+    H = −Σ p_k log p_k with p = |a|/‖a‖₁ over the pixels (natural log, 0·log 0 = 0), between 0 (one pixel) and
+    log(H·W) (flat); NaN for an all-zero map. Quantus writes −Σ p·log(p + 1e-12).
+    """
+
+    category = "complexity"
+    higher_is_better = False
+    needs_maps = True
+
+    def compute(self, model, x, y, maps):
+        a = maps.detach().abs().flatten(1).double()
+        total = a.sum(1, keepdim=True)
+        p = a / total.clamp(min=torch.finfo(a.dtype).tiny)
+        h = -torch.special.xlogy(p, p).sum(1)
+        return torch.where(total[:, 0] > 0, h, torch.full_like(h, float("nan")))

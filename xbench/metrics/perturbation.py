@@ -7,6 +7,11 @@ pixels of the image into a Gaussian-blurred copy (kernel 11, σ 5, zero padding,
 softmax probability of the class the model predicts on the clean image. AUC: trapezoid rule over the actual fraction
 of pixels changed, x ∈ [0, 1] (a partial last step gets its true width).
 
+Orders: ``order="morf"`` (most relevant first, the default) or ``"lerf"`` (least relevant first: MoRF on the negated
+map). ``srg`` (symmetric relevance gain, Blücher et al. TMLR 2024) = LeRF − MoRF deletion AUC, both curves from the
+same passes. Substrate ``noisy_linear``: ROAD's imputation (``imputation.py``), solved per curve point on the device.
+The curves themselves come from ``curves.py``, shared with ``road``.
+
 Variants: ``score="logit_normalized"`` with ``auc="mean"`` is upstream Bort's (raw logit divided by the clean score,
 mean of the points — hence its negative AUCs); substrates ``zero``, ``blur``, ``mean`` (the clean image's channel
 means) and ``black`` (pixel-space 0). Every curve point of a chunk of images is built and scored in batches on the
@@ -22,11 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..space import inputs_per_pass
 from ..settings import Setting
+from . import imputation
 from .base import METRICS, Metric
+from .curves import ORDER_TEXT, ORDERS, auc, imputed_fill, pixel_order, ranks, run_curves, substrate_fill
 
-SUBSTRATES = ("zero", "blur", "mean", "black")
+__all__ = ["blur", "gaussian_kernel", "pixel_order", "SUBSTRATES"]
+
+SUBSTRATES = ("zero", "blur", "mean", "black", "noisy_linear")
 SCORES = ("softmax", "logit", "logit_normalized")
 
 
@@ -46,52 +54,35 @@ def blur(x: torch.Tensor, klen: int = 11, sigma: float = 5.0) -> torch.Tensor:
     return F.conv2d(x, k, padding=klen // 2, groups=c)
 
 
-def pixel_order(maps: torch.Tensor) -> torch.Tensor:
-    """Rank of every pixel [B, H·W]: 0 = most salient; ties broken by pixel index (stable sort)."""
-    order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return rank
+SUBSTRATE_SETTINGS = {
+    "substrate": Setting(None, "what removed pixels become (default: zero for deletion and srg, blur for insertion, "
+                               "noisy_linear for road)", str, choices=SUBSTRATES, optional=True),
+    "blur_klen": Setting(11, "blur kernel size (odd)", range="[1, inf)"),
+    "blur_sigma": Setting(5.0, "blur Gaussian sigma", range="(0, inf)"),
+    **imputation.SETTINGS}
 
 
-class _Perturbation(Metric):
+class CurveMetric(Metric):
+    """Shared by every perturbation-curve metric: substrates, fills, the curve passes."""
+
     category = "faithfulness"
     needs_maps = True
     example_details = ("curves",)
-    mode = ""
-    settings = {"step": Setting(None, "pixels changed per curve step (default: about 100 steps per curve)", int,
-                                range="[1, inf)", optional=True),
-                "substrate": Setting(None, "what removed pixels become (default: zero for deletion, blur for "
-                                           "insertion)", str, choices=SUBSTRATES, optional=True),
-                "score": Setting("softmax", "tracked score of the clean prediction", choices=SCORES),
-                "auc": Setting("trapezoid", "area rule: trapezoid over pixel fractions, or mean of the points "
-                                            "(upstream Bort)", choices=("trapezoid", "mean")),
-                "blur_klen": Setting(11, "blur kernel size (odd)", range="[1, inf)"),
-                "blur_sigma": Setting(5.0, "blur Gaussian sigma", range="(0, inf)"),
-                "batch_size": Setting(2048, "perturbed inputs per forward pass", range="[1, inf)", memory=True)}
+    default_substrate = "zero"
 
     def __init__(self, space=None, **params):
         super().__init__(space, **params)
         if self.params["substrate"] is None:
-            self.params["substrate"] = "zero" if self.mode == "deletion" else "blur"
+            self.params["substrate"] = self.default_substrate
 
-    def resolved_step(self, hw: int) -> int:
-        """Pixels per step; by default about 100 steps whatever the image size (28² → 8, 224² → 502)."""
-        return int(self.params["step"]) if self.params["step"] is not None else max(1, math.ceil(hw / 100))
-
-    def protocol(self, shape) -> dict[str, Any]:
-        _, h, w = shape
-        step = self.resolved_step(h * w)
+    def substrate_protocol(self) -> dict[str, Any]:
         p = self.params
-        return {"mode": self.mode, "unit": "pixel (all channels)", "step": step,
-                "n_points": math.ceil(h * w / step) + 1, "endpoints": "both",
-                "order": "descending saliency, stable tie-break by pixel index",
-                "substrate": p["substrate"], "substrate_space": "model input" if p["substrate"] != "black" else "pixel",
-                "blur_klen": p["blur_klen"], "blur_sigma": p["blur_sigma"], "blur_padding": "zeros",
-                "start": "image" if self.mode == "deletion" else f"{p['substrate']} substrate",
-                "score": p["score"], "tracked_class": "prediction on the clean image",
-                "auc": "trapezoid over pixel fractions, x in [0,1]" if p["auc"] == "trapezoid" else "mean of points",
-                "batch_size": p["batch_size"]}  # recorded; memory only, so not part of the key
+        out = {"substrate": p["substrate"], "substrate_space": "model input" if p["substrate"] != "black" else "pixel",
+               "blur_klen": p["blur_klen"], "blur_sigma": p["blur_sigma"], "blur_padding": "zeros"}
+        if p["substrate"] == "noisy_linear":  # only then: keys of the other substrates stay as they were
+            out.update(imputation="noisy linear (ROAD): 8 neighbours, weights 1/6 edge, 1/12 diagonal; Jacobi CG",
+                       **{k: p[k] for k in imputation.SETTINGS})
+        return out
 
     def substrate(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params
@@ -104,50 +95,81 @@ class _Perturbation(Metric):
             return x.mean((2, 3), keepdim=True).expand_as(x).clone()
         return self.space.constant(0.0, x)
 
-    def curves(self, model, x: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(scores [B, P] at every curve point, pixel fractions [P], tracked classes [B])."""
-        b, c, h, w = x.shape
-        hw = h * w
-        step = self.resolved_step(hw)
-        n_points = math.ceil(hw / step) + 1
-        counts = torch.clamp(torch.arange(n_points, device=x.device) * step, max=hw)  # pixels changed per point
-        rank = pixel_order(maps.to(x.device)).view(b, 1, 1, h, w).to(torch.int32)
-        thresholds = counts.to(torch.int32).view(1, n_points, 1, 1, 1)
-        sub = self.substrate(x)
-        start, end = (x, sub) if self.mode == "deletion" else (sub, x)
+    def fill(self, x: torch.Tensor, n_inputs: int):
+        """What changed pixels become, for ``n_inputs`` inputs per image (the noise field has one per input)."""
+        p = self.params
+        if p["substrate"] != "noisy_linear":
+            return substrate_fill(self.substrate(x), [])
+        noise = imputation.noise_field((n_inputs, *x.shape[1:]), p["noise"], p["noise_seed"], x.device, x.dtype)
+        return imputed_fill(noise, p["cg_tol"], p["cg_iters"])
+
+    def run(self, model, x, maps, orders, counts, invert=False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores [B, K, P] for the K orders, tracked classes [B])."""
         with torch.no_grad():
             cls = model(x).argmax(1)
-        out = torch.empty(b, n_points, device=x.device)
-        # whole images per pass (broadcast, no gathers), as many as the input budget allows
-        per_pass = max(1, inputs_per_pass(self.params["batch_size"], (c, h, w)) // n_points)
-        buf = torch.empty(min(per_pass, b), n_points, c, h, w, dtype=x.dtype, device=x.device)  # reused every pass
-        with torch.no_grad():
-            for s in range(0, b, per_pass):
-                sl = slice(s, s + per_pass)
-                changed = rank[sl] < thresholds  # [m, P, 1, H, W]: every curve point of m images at once
-                m = min(per_pass, b - s)
-                batch = torch.where(changed, end[sl, None], start[sl, None], out=buf[:m]).flatten(0, 1)
-                scores = model(batch)
-                if self.params["score"] == "softmax":
-                    scores = scores.softmax(1)
-                out[sl] = scores.view(m, n_points, -1).gather(2, cls[sl, None, None].expand(m, n_points, 1))[..., 0]
-        curve = out
+        rank = ranks(maps.to(x.device), orders)
+        fill = self.fill(x, len(orders) * len(counts))
+        score = "logit" if self.params["score"] == "logit_normalized" else self.params["score"]
+        return run_curves(model, x, cls, rank, counts, fill, score, self.params["batch_size"], invert), cls
+
+
+class _Perturbation(CurveMetric):
+    mode = ""
+    orders_scored: tuple[str, ...] = ()  # empty: the one order of the ``order`` setting
+    settings = {"step": Setting(None, "pixels changed per curve step (default: about 100 steps per curve)", int,
+                                range="[1, inf)", optional=True),
+                "order": Setting("morf", "most (morf) or least (lerf) relevant pixels first", choices=ORDERS),
+                **SUBSTRATE_SETTINGS,
+                "score": Setting("softmax", "tracked score of the clean prediction", choices=SCORES),
+                "auc": Setting("trapezoid", "area rule: trapezoid over pixel fractions, or mean of the points "
+                                            "(upstream Bort)", choices=("trapezoid", "mean")),
+                "batch_size": Setting(2048, "perturbed inputs per forward pass", range="[1, inf)", memory=True)}
+
+    def __init__(self, space=None, **params):
+        self.default_substrate = "zero" if self.mode == "deletion" else "blur"
+        super().__init__(space, **params)
+
+    @property
+    def orders(self) -> tuple[str, ...]:
+        return self.orders_scored or (self.params["order"],)
+
+    def resolved_step(self, hw: int) -> int:
+        """Pixels per step; by default about 100 steps whatever the image size (28² → 8, 224² → 502)."""
+        return int(self.params["step"]) if self.params["step"] is not None else max(1, math.ceil(hw / 100))
+
+    def protocol(self, shape) -> dict[str, Any]:
+        _, h, w = shape
+        step = self.resolved_step(h * w)
+        p = self.params
+        sub = self.substrate_protocol()
+        order = " + ".join(ORDER_TEXT[o] for o in self.orders)
+        return {"mode": self.mode, "unit": "pixel (all channels)", "step": step,
+                "n_points": math.ceil(h * w / step) + 1, "endpoints": "both", "order": order, **sub,
+                "start": "image" if self.mode == "deletion" else f"{p['substrate']} substrate",
+                "score": p["score"], "tracked_class": "prediction on the clean image",
+                "auc": "trapezoid over pixel fractions, x in [0,1]" if p["auc"] == "trapezoid" else "mean of points",
+                "batch_size": p["batch_size"]}  # recorded; memory only, so not part of the key
+
+    def curves(self, model, x: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scores [B, K, P] at every curve point of each order, pixel fractions [P], tracked classes [B])."""
+        hw = x.shape[2] * x.shape[3]
+        step = self.resolved_step(hw)
+        counts = torch.clamp(torch.arange(math.ceil(hw / step) + 1, device=x.device) * step, max=hw)
+        curve, cls = self.run(model, x, maps, self.orders, counts, invert=self.mode == "insertion")
         if self.params["score"] == "logit_normalized":  # upstream Bort: ÷ the clean image's score
-            clean = curve[:, :1] if self.mode == "deletion" else curve[:, -1:]
-            curve = curve / clean
+            curve = curve / (curve[..., :1] if self.mode == "deletion" else curve[..., -1:])
         return curve, counts.float() / hw, cls
 
     def compute(self, model, x, y, maps):
-        curve, frac, cls = self.curves(model, x, maps)
-        self.details = {"curves": curve.cpu().numpy(), "fractions": frac.cpu().numpy()}
-        if self.params["auc"] == "mean":
-            return curve.mean(1)
-        return torch.trapezoid(curve, frac, dim=1)
+        curve, frac, _ = self.curves(model, x, maps)
+        one = curve.shape[1] == 1
+        self.details = {"curves": (curve[:, 0] if one else curve).cpu().numpy(), "fractions": frac.cpu().numpy()}
+        return auc(curve[:, 0], frac, self.params["auc"]) if one else auc(curve, frac, self.params["auc"])
 
 
 @METRICS.register("deletion")
 class Deletion(_Perturbation):
-    """Deletion AUC (RISE): most salient pixels first to zeros in input space; softmax of the clean prediction."""
+    """Deletion AUC (RISE): most (or least, order=lerf) salient pixels first to the substrate (default zeros)."""
 
     higher_is_better = False
     mode = "deletion"
@@ -155,7 +177,22 @@ class Deletion(_Perturbation):
 
 @METRICS.register("insertion")
 class Insertion(_Perturbation):
-    """Insertion AUC (RISE): most salient pixels first from a blurred copy back to the image."""
+    """Insertion AUC (RISE): most (or least) salient pixels first from the substrate (default blur) to the image."""
 
     higher_is_better = True
     mode = "insertion"
+
+
+@METRICS.register("srg")
+class SRG(_Perturbation):
+    """Symmetric relevance gain: LeRF − MoRF deletion AUC (Blücher et al. 2024), both curves in the same passes."""
+
+    higher_is_better = True
+    mode = "deletion"
+    orders_scored = ("morf", "lerf")
+    scores = {"srg": True, "morf": False, "lerf": True}
+    settings = {k: v for k, v in _Perturbation.settings.items() if k != "order"}
+
+    def compute(self, model, x, y, maps):
+        a = super().compute(model, x, y, maps)  # [B, 2]: MoRF, LeRF deletion AUCs
+        return {"srg": a[:, 1] - a[:, 0], "morf": a[:, 0], "lerf": a[:, 1]}

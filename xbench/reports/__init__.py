@@ -15,8 +15,9 @@ import pandas as pd
 
 from ..errors import XbenchError
 from ..fileio import atomic_write, atomic_write_text
+from .weights import weight_text
 from .tables import (accuracy_table, arms, example_table, format_table3, layer_table, leaderboard, load_results,
-                     pairs, table3)
+                     pairs, studies, table3)
 
 __all__ = ["build_report", "ReportResult", "load_results", "leaderboard", "pairs", "table3"]
 
@@ -107,9 +108,17 @@ def _figures(df: pd.DataFrame, results_dir: Path, fig_dir: Path) -> dict[str, Pa
     return out
 
 
-def build_report(out: str | Path = "reports", results: str | Path | None = None, figures: bool = True) -> ReportResult:
-    """Read ``<out>/results.jsonl`` (or ``results``) and write the leaderboard, pairs and figures into ``out``."""
-    from .html import render
+def build_report(out: str | Path = "reports", results: str | Path | None = None, figures: bool = True,
+                 bootstrap: int = 1000) -> ReportResult:
+    """Read ``<out>/results.jsonl`` (or ``results``) and write the leaderboard, pairs, rankings and figures into ``out``.
+
+    ``bootstrap``: resamples of the percentile-bootstrap intervals of the "Ranking" and "Stability" sections.
+    """
+    from .html import render, weight_sections
+    from .ranking import check_boot
+    from .stability import report_parts
+
+    n_boot = check_boot(bootstrap)
 
     out = Path(out)
     results = Path(results) if results else out / "results.jsonl"
@@ -128,15 +137,22 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
     if figures:  # figures name each arm "method · optimizer" (plain "optimizer" for erm runs)
         from .split_figure import split_comparison
 
-        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures")}
+        from .weights import weight_figures
+
+        figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures"),
+                **weight_figures(arms(df), lambda rel: _side(results.parent, rel), out / "figures")}
     files += [str(p) for p in figs.values()]
-    html = render(df, board, pair_table, figs)
+    sections, ranking_text, ranking_tables, ranking_files = report_parts(df, results.parent, out, figures, n_boot)
+    files += ranking_files
+    html = render(df, board, pair_table, figs, [*weight_sections(board), *sections])
     atomic_write_text(out / "leaderboard.html", html)
     files.append(str(out / "leaderboard.html"))
-    text = [format_table3(board, pair_table)]
+    text = [line for line in (studies(df),) if line] + [format_table3(board, pair_table)]
     for title, table in (("held-out accuracy", accuracy_table(board)),
                          ("reconstruction ratio per layer", layer_table(board, "recon_ratio", "recon_ratio")),
                          ("model metrics", example_table(board, ["decomposition", "synthesis"]))):
         if not table.empty:
             text.append(f"\n{title} (mean over seeds):\n{table.to_string(float_format=lambda v: f'{v:.3f}')}")
-    return ReportResult("\n".join(text), files, {"leaderboard": board, "pairs": pair_table}, figs)
+    text += weight_text(board)
+    text.append(ranking_text)
+    return ReportResult("\n".join(text), files, {"leaderboard": board, "pairs": pair_table, **ranking_tables}, figs)

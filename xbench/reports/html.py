@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
-from .tables import BASE_OF, accuracy_table, example_table, layer_table, table3
+from .ranking import BASELINES
+from .tables import BASE_OF, accuracy_table, example_table, layer_table, studies, table3
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -60,7 +61,8 @@ def _table3_html(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
             cls = ' class="best"' if cell["best"] else ""
             delta = _delta_cell(cell["pair"]) if cell["pair"] is not None else ""
             tds.append(f"<td><span{cls}>{_fmt(cell['mean'])}{sd}</span>{delta}</td>")
-        name = "" if interp in seen else f'<td class="name" rowspan="{per_interp[interp]}">{escape(interp)}</td>'
+        mark = " <i class=muted>baseline</i>" if interp in BASELINES else ""
+        name = "" if interp in seen else f'<td class="name" rowspan="{per_interp[interp]}">{escape(interp)}{mark}</td>'
         seen.add(interp)
         bort = ' class="bort"' if opt in BASE_OF else ""
         html.append(f"<tr{bort}>{name}<td class=\"name\">{escape(str(opt))}</td>{''.join(tds)}</tr>")
@@ -99,7 +101,19 @@ def _pairs_html(pair_table: pd.DataFrame) -> str:
     return f'<table id="pairs"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figures: dict[str, Path]) -> str:
+def weight_sections(board: pd.DataFrame) -> list[tuple[str, str]]:
+    """Seed 004's per-layer tables and the attribution metrics, as (title, html) sections."""
+    from .weights import attribution_table, weight_tables
+
+    out = [(caption, _frame_html(t, f"weights{i}")) for i, (caption, t) in enumerate(weight_tables(board).items())]
+    att = attribution_table(board)
+    if not att.empty:
+        out.append(("Attribution metrics (↑ higher is better, ↓ lower)", _frame_html(att, "attribution")))
+    return out
+
+
+def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figures: dict[str, Path],
+           extra: list[tuple[str, str]] = ()) -> str:
     runs = sorted(set(df["run_id"]))
     acc = accuracy_table(board)
     figs = []
@@ -120,6 +134,7 @@ def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figu
                                                                          "gram")),
         ("Feature decomposition and adversarial synthesis",
          _frame_html(example_table(board, ["decomposition", "synthesis"]), "decomposition")),
+        *extra,  # (title, html): seed 004's weight tables, "Ranking" and "Stability"
         ("Figures", "".join(figs) or "<p>No figures.</p>"),
     ]
     body = "".join(f"<h2>{escape(t)}</h2>{html}" for t, html in sections)
@@ -127,4 +142,4 @@ def render(df: pd.DataFrame, board: pd.DataFrame, pair_table: pd.DataFrame, figu
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>xbench leaderboard</title>"
             f"<style>{CSS}</style></head><body><h1>xbench leaderboard</h1>"
             f"<p>{len(df)} records from {len(runs)} runs: {escape(', '.join(runs))}. Built {stamp} by xbench "
-            f"{escape(__version__)}.</p>{body}</body></html>")
+            f"{escape(__version__)}.</p><p>{escape(studies(df))}</p>{body}</body></html>")

@@ -1,6 +1,7 @@
 """Tables from result records (pandas only): the leaderboard, Bort − base deltas with paired intervals, Table 3."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import read_jsonl
+from .ranking import BASELINES
 
 JOB = ["run_id", "interpreter", "interp_key", "metric", "metric_key", "n_used", "score", "layer"]
-GROUP = ["model", "dataset", "interpreter", "metric", "score", "layer"]
+GROUP = ["model", "dataset", "interpreter", "metric", "metric_variant", "score", "layer"]
 BASE_OF = {"bort-s": "sgd", "bort-a": "adamw"}
 # two-sided 95 % Student t quantiles by degrees of freedom (df > 30 uses the largest tabulated df ≤ it)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -30,22 +32,43 @@ def load_results(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(read_jsonl(path))
     if df.empty:
         return df
-    for col in ("interpreter", "layer"):
-        df[col] = df[col].fillna("")
+    for col in ("interpreter", "layer", "metric_variant"):  # metric_variant: crossed --hparam values ("" if none)
+        df[col] = df[col].fillna("") if col in df else ""
     df["method"] = df["method"].fillna("erm") if "method" in df else "erm"  # records before --method: plain training
+    if "l1" in df:  # an l1 penalty makes its own arm: "erm + l1 1e-05" (pairs still join on pair_id)
+        lam = pd.to_numeric(df["l1"], errors="coerce").fillna(0.0)
+        df.loc[lam > 0, "method"] = df.loc[lam > 0, "method"] + [f" + l1 {v:g}" for v in lam[lam > 0]]
     if "n_used" not in df:  # records before n_used: n_requested held the count used
         df["n_used"] = df["n_requested"]
     df["n_used"] = df["n_used"].fillna(df["n_requested"])
     df = df.sort_values("created_at", kind="stable").drop_duplicates(JOB, keep="last")
+    df["variant"] = variants(df)
     return df.reset_index(drop=True)
+
+
+def variants(df: pd.DataFrame) -> pd.Series:
+    """Per record, the recipe settings that differ between runs of its model and dataset ("lr=0.02"), else "":
+    runs trained under two recipes stay apart in every table."""
+    labels = pd.Series("", index=df.index, dtype=object)
+    if "recipe" not in df:
+        return labels
+    for _, g in df.groupby(["model", "dataset"], sort=False):
+        recipes = g["recipe"].map(lambda r: r if isinstance(r, dict) else {})
+        keys = sorted({k for r in recipes for k in r})
+        varying = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1]
+        labels[g.index] = recipes.map(lambda r: ", ".join(f"{k}={json.dumps(r.get(k), sort_keys=True)}"
+                                                          for k in varying))
+    return labels
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each run's mean score, per model × dataset × interpreter × optimizer × metric."""
-    keys = ["model", "dataset", "interpreter", "method", "optimizer", "metric", "score", "layer", "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "method", "optimizer", "metric", "metric_variant", "score",
+            "layer", "higher_is_better"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(n_seeds=("seed", "nunique"), n_examples=("n", "sum"), mean=("mean", "mean"), std=("mean", "std"),
                 heldout_acc=("heldout_acc", "mean")).reset_index()
+    out["baseline"] = out["interpreter"].isin(BASELINES)  # sanity baselines (random, edge), marked in reports
     return out
 
 
@@ -72,8 +95,8 @@ def pairs(df: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     j = pd.concat(rows)
-    keys = ["model", "dataset", "interpreter", "metric", "score", "layer", "method", "optimizer", "base_optimizer",
-            "higher_is_better"]
+    keys = ["model", "dataset", "variant", "interpreter", "metric", "metric_variant", "score", "layer", "method",
+            "optimizer", "base_optimizer", "higher_is_better"]
     out = []
     for key, grp in j.groupby(keys, dropna=False, sort=True):
         d = grp["delta"].to_numpy(dtype=float)
@@ -110,7 +133,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     sub = arms(board[board["metric"].isin(["deletion", "insertion"]) & (board["score"] == board["metric"])])
     if sub.empty:
         return [], []
-    sub["column"] = sub["model"] + " · " + sub["dataset"]
+    sub["column"] = _column(sub)
     columns = sorted(set(zip(sub["column"], sub["metric"])))
     best = {c: (g["mean"].min() if c[1] == "deletion" else g["mean"].max())
             for c, g in sub.groupby(["column", "metric"])}
@@ -118,7 +141,7 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     deltas = {}
     if not pair_table.empty:
         for r in arms(pair_table[pair_table["score"] == pair_table["metric"]]).itertuples():
-            deltas[(r.interpreter, r.optimizer, f"{r.model} · {r.dataset}", r.metric)] = r
+            deltas[(r.interpreter, r.optimizer, _column(pd.DataFrame([r._asdict()])).iloc[0], r.metric)] = r
     rows = []
     for interp, opt in sorted(set(zip(sub["interpreter"], sub["optimizer"]))):
         row = []
@@ -130,12 +153,22 @@ def table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> tuple[list[tuple[st
     return columns, rows
 
 
+def _column(frame: pd.DataFrame) -> pd.Series:
+    """model · dataset, and the recipe variant and the metric variant (crossed --hparam values) where there are."""
+    out = frame["model"] + " · " + frame["dataset"]
+    for col in ("variant", "metric_variant"):
+        v = frame[col] if col in frame else ""
+        out = out + np.where(v != "", " · " + v, "")
+    return out.astype(str)
+
+
 def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
     """A plain-text Table 3 with Bort − base deltas, for the terminal."""
     columns, rows = table3(board, pair_table)
     if not rows:
         return "(no deletion/insertion results yet)"
-    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{c[0][:22]:>24}" for c in columns),
+    heads = [c[0] if len(c[0]) <= 22 else "…" + c[0][-21:] for c in columns]  # the tail names the variant
+    lines = [f"{'interpreter':<16}{'optimizer':<9}" + "".join(f"{h:>24}" for h in heads),
              " " * 25 + "".join(f"{('Deletion ↓' if c[1] == 'deletion' else 'Insertion ↑'):>24}" for c in columns)]
     for interp, opt, cells in rows:
         texts = []
@@ -145,7 +178,7 @@ def format_table3(board: pd.DataFrame, pair_table: pd.DataFrame) -> str:
             if cell is not None and cell["pair"] is not None:
                 text += f" Δ{cell['pair'].delta:+.3f}"
             texts.append(f"{text:>24}")
-        lines.append(f"{interp:<16}{opt:<9}" + "".join(texts))
+        lines.append(f"{interp + ('†' if interp in BASELINES else ''):<16}{opt:<9}" + "".join(texts))
     return "\n".join(lines)
 
 
@@ -172,5 +205,15 @@ def accuracy_table(board: pd.DataFrame) -> pd.DataFrame:
     """Held-out accuracy (mean over seeds) per model · dataset, one column per optimizer."""
     if board.empty:
         return pd.DataFrame()
-    one = arms(board).drop_duplicates(["model", "dataset", "optimizer", "interpreter", "metric"])
-    return one.pivot_table(index=["model", "dataset"], columns="optimizer", values="heldout_acc", aggfunc="first")
+    one = arms(board).drop_duplicates(["model", "dataset", "variant", "optimizer", "interpreter", "metric"])
+    return one.pivot_table(index=["model", "dataset", "variant"], columns="optimizer", values="heldout_acc",
+                           aggfunc="first")
+
+
+def studies(df: pd.DataFrame) -> str:
+    """Which study files produced these records ("" when none came from `xbench run`)."""
+    if "study" not in df:
+        return ""
+    tags = {json.dumps(t, sort_keys=True): t for t in df["study"] if isinstance(t, dict)}
+    return "; ".join(f"study {t.get('name')} ({t.get('file')}, sha256 {str(t.get('sha256'))[:12]})"
+                     for t in tags.values())

@@ -1,0 +1,152 @@
+"""road ÷ its bare forward passes (28² and 224²), srg ÷ deletion, and our noisy-linear ROAD against Quantus 0.6.0's
+(time ratio, and accuracy-curve agreement with the noise off) — one run, ratios within it.
+
+    python benchmarks/ranking.py [--device auto] [--images 64] [--no-quantus]
+
+Quantus runs in a subprocess on ``benchmarks/.venv-quantus`` (``setup_quantus.sh``), as in perturbation.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from xbench.data import create_dataset
+from xbench.metrics import create_metric
+from xbench.metrics.curves import ranks
+from xbench.metrics.imputation import impute
+from xbench.models import create_model
+from xbench.space import InputSpace, inputs_per_pass
+from xbench.train import resolve_device
+
+from _timing import timed
+
+HERE = Path(__file__).resolve().parent
+QUANTUS_DIR = HERE / ".venv-quantus"
+GRID = list(range(1, 100, 2))  # Quantus's default percentages
+
+QUANTUS_CODE = r"""
+import json, sys, time, numpy as np, torch, quantus
+state = torch.load(sys.argv[1], weights_only=False)
+model = state["model"].eval()
+x, maps, y = state["x"].numpy(), state["maps"].numpy()[:, None], state["y"].numpy()
+metric = quantus.ROAD(percentages=state["grid"], noise=0.0, abs=False, normalise=False, disable_warnings=True,
+                      display_progressbar=False)
+t = time.perf_counter()
+acc = metric(model=model, x_batch=x, y_batch=y, a_batch=maps, device="cpu", batch_size=len(x), softmax=True,
+             channel_first=True)
+print(json.dumps({"seconds": time.perf_counter() - t, "acc": [float(acc[p]) for p in state["grid"]],
+                  "quantus": quantus.__version__}))
+"""
+
+
+def bare_passes(model, x, n_inputs: int, device) -> float:
+    """Seconds of the forward passes alone: the clean pass plus ``n_inputs`` inputs in passes of the metric's size."""
+    size = max(1, inputs_per_pass(2048, tuple(x.shape[1:])))
+    pool = x[torch.arange(min(size, n_inputs), device=x.device) % len(x)]
+
+    def run():
+        with torch.no_grad():
+            model(x)
+            for s in range(0, n_inputs, size):
+                model(pool[: min(size, n_inputs - s)])
+
+    return timed(run, device)[0]
+
+
+def road_row(name, model, space, x, maps, device, grid):
+    metric = create_metric("road", space, percentages=",".join(map(str, grid)))
+    ours, _ = timed(lambda: metric(model, x, None, maps), device)
+    bare = bare_passes(model, x, len(x) * 2 * len(grid), device)
+    return name, len(x), 2 * len(grid), ours, bare
+
+
+def quantus_side(model, x, maps, y, grid):
+    if not QUANTUS_DIR.is_dir():
+        return None, f"not installed (run benchmarks/setup_quantus.sh to create {QUANTUS_DIR.name})"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.pt"
+        torch.save({"model": model.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": y.cpu(), "grid": grid}, path)
+        env = {**os.environ, "PYTHONPATH": str(QUANTUS_DIR)}
+        proc = subprocess.run([sys.executable, "-c", QUANTUS_CODE, str(path)], capture_output=True, text=True,
+                              env=env)
+    if proc.returncode != 0:
+        return None, "failed: " + proc.stderr.strip().splitlines()[-1]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
+def our_accuracy(model, x, maps, cls, grid, device):
+    """(seconds, MoRF accuracy per percentage): every image and percentage imputed in one batched solve, noise off."""
+    hw = x.shape[2] * x.shape[3]
+
+    def run():
+        rank = ranks(maps, ("morf",))[:, 0].view(len(x), 1, 1, *x.shape[2:])
+        counts = torch.tensor([int(hw * p / 100) for p in grid], device=x.device).view(1, -1, 1, 1, 1)
+        removed = (rank < counts).flatten(0, 1)  # [N·P, 1, H, W]
+        xs = x[:, None].expand(len(x), len(grid), *x.shape[1:]).flatten(0, 1)
+        with torch.no_grad():
+            pred = model(impute(xs, removed)).argmax(1).view(len(x), len(grid))
+        return (pred == cls[:, None]).float().mean(0)
+
+    return timed(run, device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--images-224", type=int, default=2)
+    ap.add_argument("--no-quantus", action="store_true")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    data = create_dataset("mnist10k")
+    x, _ = data.inputs("heldout", range(args.images), device)
+    maps = torch.rand(len(x), 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    lenet = create_model("lenet").to(device).eval()
+    big = create_model("lenet", (3, 224, 224), 10).to(device).eval()
+    space224 = InputSpace((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    n224 = args.images_224
+    xb = space224.to_input(torch.rand(n224, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device))
+    mb = torch.rand(n224, 224, 224, generator=torch.Generator().manual_seed(2)).to(device)
+    grid9 = [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    rows = [road_row("lenet · 1×28×28", lenet, data.space, x, maps, device, grid9),
+            road_row("lenet · 3×224×224", big, space224, xb, mb, device, grid9)]
+    print(f"device: {device}; road = MoRF + LeRF at 9 percentages, noisy-linear imputation (noise 0.01)")
+    print("| model · input | images | inputs per image | road s | bare forwards s | road ÷ bare (target ≤ 1.5) |")
+    print("|---|---|---|---|---|---|")
+    for name, n, per, o, b in rows:
+        print(f"| {name} | {n} | {per} | {o:.2f} | {b:.2f} | **{o / b:.1f}** |")
+    dele, srg = (create_metric(m, data.space) for m in ("deletion", "srg"))
+    t_del, _ = timed(lambda: dele(lenet, x, None, maps), device)
+    t_srg, _ = timed(lambda: srg(lenet, x, None, maps), device)
+    print(f"\nsrg ÷ deletion (zero substrate, {len(x)} images, 28²): {t_srg:.2f} s ÷ {t_del:.2f} s = "
+          f"**{t_srg / t_del:.2f}** (target ≤ 2.1)")
+    if args.no_quantus:
+        return
+    with torch.no_grad():
+        cls = lenet(x).argmax(1)
+    t_ours, acc = our_accuracy(lenet, x, maps, cls, GRID, device)
+    q, why = quantus_side(lenet, x, maps, cls, GRID)
+    if q is None:
+        print(f"\nQuantus: {why}")
+        return
+    qa = torch.tensor(q["acc"])
+    print(f"\nQuantus {q['quantus']} ROAD vs xbench noisy-linear imputation, lenet · mnist10k, {len(x)} images, "
+          f"MoRF at {len(GRID)} percentages (1, 3, …, 99), noise off, accuracy of the clean prediction")
+    print("| | seconds | ratio |\n|---|---|---|")
+    print(f"| xbench (one batched CG solve + passes, {device}) | {t_ours:.2f} | 1.00 |")
+    print(f"| Quantus ROAD (spsolve per image and percentage, CPU) | {q['seconds']:.2f} | "
+          f"**{q['seconds'] / t_ours:.1f}×** slower |")
+    print(f"accuracy curves: max |Δ| {float((qa - acc.cpu()).abs().max()):.3f} (one image = {1 / len(x):.3f}); "
+          f"mean over the grid ours {float(acc.mean()):.4f}, Quantus {float(qa.mean()):.4f}")
+
+
+if __name__ == "__main__":
+    main()
