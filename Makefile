@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/split.py
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/weights.py
+	$(BIN)/python benchmarks/guided_ig.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/train_scale.py
 
 clean:

@@ -65,6 +65,18 @@ def test_a_study_runs_resumes_and_tags_every_record(tmp_path, capsys):
     code, text, _ = run(capsys, study, "--out", out, "--quiet")  # a re-run redoes nothing
     assert code == 0 and text.count("0 record(s) written") == 2
     assert len(read_jsonl(out / "reports" / "results.jsonl")) == len(records)
+    # as if killed mid-way: one run's training and the last records lost; the re-run redoes exactly those
+    import shutil
+
+    lost = sorted((out / "checkpoints").iterdir())[0]
+    shutil.rmtree(lost)
+    lines = (out / "reports" / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "reports" / "results.jsonl").write_text("".join(lines[:1]))
+    code, text, _ = run(capsys, study, "--out", out, "--dry-run", "--quiet")
+    assert "1 to train, 1 done" in text and f"to train: {lost.name}" in text and "1 run(s) not trained yet" in text
+    code, text, _ = run(capsys, study, "--out", out, "--quiet")
+    assert code == 0 and sorted(r["run_id"] for r in read_jsonl(out / "reports" / "results.jsonl")) == sorted(
+        r["run_id"] for r in records)
 
 
 def test_two_recipes_stay_apart_and_runs_patterns_pick_one(tmp_path, capsys):

@@ -193,7 +193,10 @@ def transpose(layer: nn.Conv2d | nn.Linear, s: torch.Tensor, in_shape: tuple[int
 
 
 def layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """(name, layer, input z) for every Conv2d/Linear layer of a chain model, from one forward pass."""
+    """(name, layer, input z) for every Conv2d/Linear layer, from one forward pass: in chain order on a chain
+    model; on any other model in the order the layers run (forward pre-hooks), each layer once (its first call)."""
+    if getattr(model, "chain", None) is None:
+        return _hooked_layer_inputs(model, x)
     out = []
     with torch.no_grad():
         for name, m in chain_of(model):
@@ -201,6 +204,25 @@ def layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module
                 out.append((name, m, x))
             x = m(x)
     return out
+
+
+def _hooked_layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    seen: dict[str, tuple[str, nn.Module, torch.Tensor]] = {}
+
+    def pre(name):
+        def hook(m, inputs):
+            seen.setdefault(name, (name, m, inputs[0].detach()))  # returns None: the inputs stay as they are
+        return hook
+
+    handles = [m.register_forward_pre_hook(pre(n)) for n, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return list(seen.values())
 
 
 def _place_filters(conv: nn.Conv2d, in_shape, channels, rows, cols, values) -> torch.Tensor:

@@ -99,7 +99,7 @@ def _explain_flags(e: argparse.ArgumentParser) -> None:
 
     e.add_argument("--run", "--runs", dest="runs", required=True, help="run folder(s); wildcards allowed")
     e.add_argument("--interp", default=_default(explain, "interps"), help="interpreters, comma separated or 'all' (default: %(default)s)")
-    e.add_argument("--n", type=int, default=_default(explain, "n"), help="number of held-out images (default: %(default)s)")
+    e.add_argument("--n", "--n-examples", dest="n", type=int, default=_default(explain, "n"), help="number of held-out images (default: %(default)s)")
     e.add_argument("--hparam", type=_kv, action="append", default=[], metavar="INTERP.KEY=VALUE",
                    help="interpreter setting, e.g. rise.n_masks=2000 (repeatable; `xbench list interpreters -v`)")
     e.add_argument("--batch-size", type=int, default=_default(explain, "batch_size"),
@@ -113,13 +113,23 @@ def _evaluate_flags(v: argparse.ArgumentParser) -> None:
     v.add_argument("--runs", required=True, help="run folders, wildcards allowed (e.g. 'checkpoints/*')")
     v.add_argument("--interp", default=None, help="interpreters for map metrics ('all' for every one)")
     v.add_argument("--metric", default=None, help="metrics, comma separated (default: every metric that applies)")
-    v.add_argument("--n", type=int, default=_default(evaluate, "n"), help="number of held-out images (default: %(default)s)")
+    v.add_argument("--n", "--n-examples", dest="n", type=int, default=_default(evaluate, "n"), help="number of held-out images (default: %(default)s)")
     v.add_argument("--hparam", type=_kv, action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="interpreter or metric setting, e.g. deletion.step=20 (repeatable; `xbench list metrics -v`)")
     v.add_argument("--force", action="store_true", help="recompute records that already exist")
     v.add_argument("--batch-size", type=int, default=_default(evaluate, "batch_size"),
                    help="images per batch (default: %(default)s; memory only: scores do not depend on it)")
     _common(v, data=True, out=_default(evaluate, "out"))
+
+
+def _import_flags(i: argparse.ArgumentParser) -> None:
+    i.add_argument("--model", required=True, help="tv:<name> or an xbench model (`xbench list models`)")
+    i.add_argument("--weights", required=True, help="state_dict or checkpoint file (loaded with weights_only=True), "
+                                                    "or 'pretrained' (the library's default weights)")
+    i.add_argument("--data", required=True, help="dataset whose held-out split the run is scored on, e.g. "
+                                                 "imagefolder:/data/val")
+    i.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="model setting")
+    _common(i, data=True)
 
 
 def _report_flags(r: argparse.ArgumentParser) -> None:
@@ -149,6 +159,7 @@ COMMANDS = {  # name: (help, flags); a command's flags are built only when it ru
     "train": ("train paired runs (one per optimizer and seed)", _train_flags),
     "explain": ("saliency maps for held-out images of trained runs (cached)", _explain_flags),
     "evaluate": ("score maps and models; append records to results.jsonl", _evaluate_flags),
+    "import": ("turn weights trained elsewhere into a run folder (held-out accuracy measured)", _import_flags),
     "report": ("leaderboard.csv/html, pairs.csv and figures from results.jsonl", _report_flags),
     "run": ("a whole study from one TOML file: train → explain → evaluate → report, resumable", _run_flags),
     "list": ("list registered names (-v: with their settings)", _list_flags),
@@ -279,13 +290,25 @@ def _cmd_explain(a: argparse.Namespace) -> None:
     from .explain import explain
 
     for line in explain(**explain_kwargs(a)):
-        print(line)
+        if dist.is_main():  # under torchrun rank 0 speaks for the job
+            print(line)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
-    print(evaluate(**evaluate_kwargs(a)))
+    summary = evaluate(**evaluate_kwargs(a))
+    if dist.is_main():  # under torchrun rank 0 speaks for the job
+        print(summary)
+
+
+def _cmd_import(a: argparse.Namespace) -> None:
+    from .importer import import_model
+
+    r = import_model(a.model, a.weights, a.data, out=a.out, device=a.device, data_root=a.data_root,
+                     model_kwargs=dict(a.model_arg))
+    print(f"{r['run_id']}  held-out acc {100 * r['heldout_acc']:.2f}% on {r['n_heldout']} images  "
+          f"({r['layout']})  {r['run_dir']}")
 
 
 def _cmd_report(a: argparse.Namespace) -> None:
@@ -321,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv = list(sys.argv[1:] if argv is None else argv)
             args = _parser(argv[0] if argv else None).parse_args(argv)
             {"train": _cmd_train, "list": _cmd_list, "explain": _cmd_explain, "evaluate": _cmd_evaluate,
-             "report": _cmd_report, "run": _cmd_run}[args.command](args)
+             "report": _cmd_report, "run": _cmd_run, "import": _cmd_import}[args.command](args)
     except XbenchError as err:
         if dist.should_print(err):
             print(f"xbench: error: {err}", file=sys.stderr)

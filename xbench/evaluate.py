@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, dist
 from .checkpoints import CHECKPOINT_NAME
 from .errors import XbenchError
 from .explain import heldout_examples, maps_for, resolve_runs
-from .fileio import append_jsonl, atomic_write, check_writable, read_jsonl
+from .fileio import atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
+from .shard import append_once, from_main, over_ranks
 from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
 from .variants import cross
 
@@ -77,12 +78,15 @@ def score_metric(metric: Metric, model, x: torch.Tensor, y: torch.Tensor, maps: 
         return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
     parts: dict[str, list] = {}
     details: dict[str, Any] = {}
-    for s in range(0, len(x), batch_size):
-        sl = slice(s, s + batch_size)
+
+    def one(sl: slice) -> tuple[dict, dict]:
         scores = metric(model, x[sl], y[sl], None if maps is None else maps[sl].to(x.device), explain=explain)
+        return {k: v.numpy() for k, v in scores.items()}, dict(metric.details)
+
+    for scores, batch_details in over_ranks(len(x), batch_size, one):  # batches dealt across torchrun's ranks
         for k, v in scores.items():
-            parts.setdefault(k, []).append(v.numpy())
-        for k, v in metric.details.items():
+            parts.setdefault(k, []).append(v)
+        for k, v in batch_details.items():
             if k in metric.example_details:
                 details.setdefault(k, []).append(np.asarray(v))
             elif k not in details:
@@ -112,6 +116,26 @@ def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, e
                         "sem": _num(ok.std(ddof=1) / np.sqrt(len(ok))) if len(ok) > 1 else None,
                         "xbench_version": __version__, "created_at": now})
     return out
+
+
+def _save(out: Path, key: tuple, base: dict, metric: Metric, scores: dict, details: dict, extra: dict, shape,
+          force: bool) -> int:
+    """One job's side file and records; the count of records written (0: another writer on this --out did it)."""
+    side = out / "scores" / base["run_id"] / (f"{extra['interpreter'] or 'model'}-{extra['interp_key'] or 'none'}__"
+                                             f"{metric.registry_name}-{metric.key(shape)}-n{extra['n_used']}.npz")
+    payload = {f"score__{k}": v for k, v in scores.items()}
+    payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
+    payload["layers"] = np.array(metric.layer_names, dtype=str)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **payload)
+    atomic_write(side, lambda f: f.write(buf.getvalue()))
+    records = _records(base, metric, scores, shape, {**extra, "scores_file": str(side.relative_to(out))})
+    return len(records) if append_once(out / RESULTS_NAME, key, records, _key_of, force) else 0
+
+
+def _key_of(r: dict) -> tuple:
+    return _job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
+                    r.get("n_used", r["n_requested"]))
 
 
 def _job_key(run_id: str, interp: str, interp_key: str, metric: str, metric_key: str, n: int) -> tuple:
@@ -162,8 +186,8 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         check_writable(out)
     out = Path(out)
     results = out / RESULTS_NAME
-    done = {_job_key(r["run_id"], r["interpreter"], r["interp_key"], r["metric"], r["metric_key"],
-                     r.get("n_used", r["n_requested"])) for r in read_jsonl(results)}
+    dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
+    done = from_main(lambda: {_key_of(r) for r in read_jsonl(results)})  # every rank skips the same jobs
     dev = resolve_device(device)
     written, skipped = 0, 0
     for run in run_dirs:
@@ -174,19 +198,18 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
         jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
             ("", m, *v) for m in model_metrics for v in variants[m]]
         interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
-        ikeys = {i: interps[i].key for i in interp_names}
         loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
         for interp, metric_name, metric_params, metric_variant in bar:
             bar.set_postfix_str(f"{interp or 'model'} · {metric_name} {metric_variant}")
             metric = create_metric(metric_name, data.space, **metric_params)
-            ikey = ikeys.get(interp, "")
+            ikey = interps[interp].key if interp else ""
             key = _job_key(base["run_id"], interp, ikey, metric_name, metric.key(data.shape), len(x))
             if key in done and not force:
                 skipped += 1
                 continue
-            if dry_run:
+            if dry_run:  # counts what a real run would compute
                 written += 1
                 continue
             extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
@@ -206,19 +229,10 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             scores, details = score_metric(metric, model, x, y, maps, batch_size,
                                            explain=interps[interp].attribute if metric.needs_explainer else None)
             extra["seconds"] = time.perf_counter() - t0
-            side = out / "scores" / base["run_id"] / f"{interp or 'model'}-{ikey or 'none'}__{metric_name}-" \
-                                                      f"{metric.key(data.shape)}-n{len(x)}.npz"
-            payload = {f"score__{k}": v for k, v in scores.items()}
-            payload.update({f"detail__{k}": np.asarray(v) for k, v in details.items()})
-            payload["layers"] = np.array(metric.layer_names, dtype=str)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **payload)
-            atomic_write(side, lambda f: f.write(buf.getvalue()))
-            extra["scores_file"] = str(side.relative_to(out))
-            records = _records(base, metric, scores, data.shape, extra)
-            append_jsonl(results, records)
             done.add(key)
-            written += len(records)
+            if dist.is_main():  # rank 0 alone writes side files and records
+                count = _save(out, key, base, metric, scores, details, extra, data.shape, force)
+                written, skipped = written + count, skipped + (count == 0)
         bar.close()
     if dry_run:
         return f"{written} job(s) to do, {skipped} already done"

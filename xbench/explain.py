@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, dist
 from .checkpoints import CHECKPOINT_NAME
 from .data import Dataset
 from .errors import XbenchError
 from .fileio import atomic_write
 from .interpreters import INTERPRETERS, Interpreter, create_interpreter
+from .shard import over_ranks
 from .train import load_run, resolve_device
 
 MAPS_FORMAT = "xbench-maps-v1"
@@ -69,12 +70,15 @@ def _load_maps(path: Path) -> dict | None:
 
 def compute_maps(interp: Interpreter, x: torch.Tensor, target: torch.Tensor, batch_size: int,
                  bar: tqdm | None = None) -> torch.Tensor:
-    """Maps for inputs x (already on the model's device), in batches; returned on the CPU."""
-    out = []
-    for s in range(0, x.shape[0], batch_size):
-        out.append(interp.attribute(x[s:s + batch_size], target[s:s + batch_size]).cpu())
+    """Maps for inputs x (already on the model's device), in batches; returned on the CPU. Under torchrun the
+    batches are dealt across ranks and every rank gets all maps (``shard.over_ranks``)."""
+    def one(sl: slice) -> torch.Tensor:
+        maps = interp.attribute(x[sl], target[sl]).cpu()
         if bar is not None:
-            bar.update(min(batch_size, x.shape[0] - s))
+            bar.update(len(maps))
+        return maps
+
+    out = over_ranks(x.shape[0], batch_size, one)
     return torch.cat(out) if out else torch.empty(0, *x.shape[-2:])
 
 
@@ -111,8 +115,9 @@ def maps_for(run: Path, model: torch.nn.Module, data: Dataset, name: str, hparam
         state = {"format": MAPS_FORMAT, "interpreter": name, "interp_hparams": json.dumps(interp.hparams, default=str),
                  "backend": interp.backend, "indices": idx, "targets": pred.cpu(), "labels": y.cpu(), "maps": maps,
                  "seconds_per_image": seconds, "xbench_version": __version__, "device": str(device)}
-        atomic_write(path, lambda f: torch.save(state, f))
-        _write_preview(path, maps, data.space.to_pixels(x[:GRID_IMAGES]), idx)
+        if dist.is_main():  # under torchrun every rank holds the maps; rank 0 alone writes them
+            atomic_write(path, lambda f: torch.save(state, f))
+            _write_preview(path, maps, data.space.to_pixels(x[:GRID_IMAGES]), idx)
         cached = state
     record = {"interpreter": name, "interp_hparams": json.loads(cached["interp_hparams"]), "interp_key": interp.key,
               "backend": cached["backend"], "target_rule": "prediction", "maps_file": str(path),
@@ -150,6 +155,7 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
     for name in names:  # every setting checked before any run is loaded or any file written
         INTERPRETERS.check(name, hparams.get(name, {}))
     run_dirs = resolve_runs(runs)
+    dist.init()  # under torchrun: join the group (batches of images are dealt across ranks); else nothing
     dev = resolve_device(device)
     lines = []
     for run in run_dirs:
@@ -167,7 +173,7 @@ def explain(runs: str | Path | Iterable, interps: str | Iterable[str] = "all", n
             shown[name] = maps[:GRID_IMAGES].numpy()
             lines.append(f"{run.name}  {name:<16} {len(maps)} maps  {1000 * rec['seconds_per_image']:.1f} ms/image  "
                          f"{rec['maps_file']}")
-        if grid:
+        if grid and dist.is_main():
             from .reports.figures import saliency_grid
 
             pixels = data.space.to_pixels(examples[1][:GRID_IMAGES]).permute(0, 2, 3, 1).cpu().numpy()

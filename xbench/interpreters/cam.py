@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import XbenchError
 from ..settings import Setting
+from ..backtrack_autograd import token_grid
 from .base import INTERPRETERS, Interpreter, layer_of, upsample
 
 _PASS = (nn.Flatten, nn.Dropout, nn.Identity)
@@ -74,5 +75,6 @@ class CAM(Interpreter):
                     a = store["a"]
                     score = logits.gather(1, target[:, None]).sum()
                     (grad,) = torch.autograd.grad(score, a)
+                a, grad = token_grid(a, self.model), token_grid(grad, self.model)  # ViT blocks: the token grid
                 cam = (a * grad).sum(1) * (a.shape[-2] * a.shape[-1])
         return upsample(cam.detach(), x.shape[-2:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..backtrack import RELU, Backtracker, spatial, top_channels
+from ..backtrack_autograd import backtracker
 from ..settings import Setting
 from .base import INTERPRETERS, Interpreter
 
@@ -29,7 +30,7 @@ class SAT(Interpreter):
 
     def __init__(self, model, space=None, **hparams):
         super().__init__(model, space, **hparams)
-        self.backtracker = Backtracker(model, self.hparams["layer"], relu=self.hparams["relu"])
+        self.backtracker = backtracker(model, self.hparams["layer"], relu=self.hparams["relu"], who="sat")
 
     def masks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(y of the top-k channels [B,k], their binary masks [B,k,H,W]); k is capped at the channel count."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..backtrack import RELU, Backtracker, spatial, top_channels
+from ..backtrack import RELU, spatial, top_channels
+from ..backtrack_autograd import backtracker
 from ..settings import Setting
 from .base import METRICS, Metric, pearson
 
@@ -38,7 +39,7 @@ class Decomposition(Metric):
         from sklearn.metrics import silhouette_score
 
         p = self.params
-        bt = Backtracker(model, p["layer"], relu=p["relu"])
+        bt = backtracker(model, p["layer"], relu=p["relu"], who="decomposition")
         z, trace = bt.forward(x)
         _, channels, positions = top_channels(spatial(z), p["k"])
         b, k = channels.shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..backtrack import RELU, Backtracker, spatial, top_channels
+from ..backtrack_autograd import backtracker
 from ..settings import Setting
 from .base import METRICS, Metric, pearson
 
@@ -51,7 +52,7 @@ class Synthesis(Metric):
 
     def compute(self, model, x, y, maps):
         p = self.params
-        bt = Backtracker(model, p["layer"], relu=p["relu"])
+        bt = backtracker(model, p["layer"], relu=p["relu"], who="synthesis")
         with torch.no_grad():
             pred = torch.cat([model(xs).argmax(1) for xs in x.split(p["batch_size"])])
         tgt = partners(pred)
