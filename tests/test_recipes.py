@@ -123,3 +123,11 @@ def test_fp16_grad_scaler_and_compile_on_cuda(tmp_path):
     a, b = (torch.load(Path(r["run_dir"]) / "model.pt", weights_only=True)["model"] for r in (fp16[0], ref[0]))
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in a.values())
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05
+
+
+def test_switches_work_bare_and_with_a_value(tmp_path):
+    args = ["train", "--data", "fake", "--opt", "sgd", "--epochs", "1", "--quiet", "--batch-size", "256"]
+    assert main([*args, "--channels-last", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--channels-last", "false", "--augment", "false", "--out", str(tmp_path / "b")]) == 0
+    config = json.loads(next((tmp_path / "a").glob("*/config.json")).read_text())
+    assert config["recipe"] == "paper-mnist" and config["recipe_settings"]["augment"] is False

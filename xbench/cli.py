@@ -88,10 +88,18 @@ def _scale_flags(t: argparse.ArgumentParser) -> None:
                    help="named preset of these settings; each flag overrides it (`xbench list recipes -v`; default: "
                         "%(default)s)")
     for name, setting in RECIPE_SETTINGS.items():
-        _setting_flag(g, name, setting)
+        _switch(g, name, setting)
     g = t.add_argument_group("placement under torchrun, and speed")
     for name, setting in EXEC_SETTINGS.items():
-        _setting_flag(g, name, setting)
+        _switch(g, name, setting)
+
+
+def _switch(g, name: str, setting) -> None:
+    """A setting flag; a true/false one also works bare (``--channels-last`` = ``--channels-last true``)."""
+    if setting.kind is not bool:
+        return _setting_flag(g, name, setting)
+    g.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, nargs="?", const="true",
+                   metavar="true|false", help=f"{setting.help} (default: {setting.default})")
 
 
 def _explain_flags(e: argparse.ArgumentParser) -> None:
