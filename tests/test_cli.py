@@ -55,7 +55,7 @@ BAD_INPUTS = [
     "evaluate --runs {runs} --interp cam --metric srg --hparam srg.substrate=zero,plasma",
     "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=0,50",
     "evaluate --runs {runs} --interp cam --metric road --hparam road.percentages=50,100.5",
-    "report --bootstrap 99", "report --bootstrap abc",
+    "report --bootstrap 99", "report --bootstrap abc", "report --clip 0.5", "report --clip -0.1",
     # weight-level and re-explaining metrics (seed 004, Quantus)
     "evaluate --runs {runs} --metric max_sensitivity", "evaluate --runs {runs} --metric complexity,weight_sparsity",
     "evaluate --runs {runs} --interp cam --metric max_sensitivity --hparam max_sensitivity.radius=0",

@@ -37,10 +37,15 @@ def setting(tiny_run):
 def test_contract(name, setting):
     model, space, x, y, maps = setting
     metric = create_metric(name, space)
-    scores = metric(model, x, y, maps if metric.needs_maps else None)
+    explain = None
+    if metric.needs_explainer:
+        from xbench.interpreters import create_interpreter
+
+        explain = create_interpreter("guided_backprop", model, space).attribute
+    scores = metric(model, x, y, maps if metric.needs_maps else None, explain=explain)
     assert set(scores) == set(metric.score_directions())
     for v in scores.values():
-        rows = 1 if not metric.needs_data else len(x)
+        rows = 1 if not metric.needs_data or metric.pooled else len(x)
         assert v.shape[0] == rows and v.dtype == torch.float32
         if metric.level == "layer":
             assert v.shape[1] == len(metric.layer_names) > 0

@@ -84,6 +84,14 @@ def test_an_interpreter_no_better_than_random_is_flagged(tmp_path):
                          n_boot=300)
     flags = dict(zip(table["interpreter"], table["beats_random"]))
     assert flags["strong"] == 1.0 and flags["weak"] == 0.0 and np.isnan(flags["random"])
+    clipped = unit_ranking(pd.DataFrame(g, columns=["a", "b", "c"]), n_boot=100, clip=0.1).set_index("interpreter")
+    from scipy.stats.mstats import winsorize
+
+    for j, name in enumerate("abc"):  # LATEC's clipping: the same as winsorising 10 % at each end
+        ref = np.sort(g[:, j])
+        lo, hi = np.quantile(ref, [0.1, 0.9])
+        assert abs(clipped.loc[name, "mean_goodness"] - np.clip(ref, lo, hi).mean()) < 1e-12
+        assert abs(clipped.loc[name, "mean_goodness"] - float(winsorize(ref, (0.1, 0.1)).mean())) < 0.02
 
 
 def test_vectorised_tau_equals_scipy_and_the_tau_interval(tmp_path):
@@ -140,6 +148,14 @@ def test_a_comma_list_crosses_into_one_job_per_value(tiny_run, tmp_path):
     assert {r["metric_params"]["percentages"] == [20.0, 60.0] for r in road} == {True} and len(road) == 3 * 2 * 3
     assert {r["interp_baseline"] for r in recs if r["interpreter"] in ("random", "edge")} == {True}
     result = build_report(tmp_path, figures=True, bootstrap=100)
-    assert set(result.tables["ranking"]["metric_variant"]) >= {"substrate=zero", "substrate=blur", "substrate=noisy_linear"}
+    assert set(result.tables["ranking"]["metric_variant"]) >= {"substrate=zero", "substrate=blur",
+                                                               "substrate=noisy_linear"}
     assert any("Kendall" in str(f) or "tau" in str(f) for f in result.files)
     assert "Stability" in _sections(tmp_path)
+
+
+def test_dry_run_counts_crossed_jobs():
+    from xbench.run import _evaluate_jobs
+
+    hp = {"deletion": {"substrate": "zero,blur,noisy_linear"}, "road": {"percentages": "10,50"}}
+    assert _evaluate_jobs(["cam", "ig"], ["deletion", "road"], ["gram"], hp) == 2 * (3 + 1) + 1

@@ -1,4 +1,4 @@
-"""MoRF/LeRF/srg from one curve engine, ROAD's noisy-linear imputation, road — each against an independent computation."""
+"""MoRF/LeRF/srg from one curve engine, ROAD's imputation, road, baselines — against independent computations."""
 from __future__ import annotations
 
 import numpy as np

@@ -146,6 +146,8 @@ def _report_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--no-figures", action="store_true", help="tables only")
     r.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the ranking intervals, at "
                                                              "least 100 (default: %(default)s)")
+    r.add_argument("--clip", type=float, default=0.0, help="quantile clipped at each end of every interpreter's "
+                                                         "scores before their mean, in [0, 0.5) (default: 0)")
     r.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
 
 
@@ -291,7 +293,8 @@ def evaluate_kwargs(a: argparse.Namespace) -> dict:
 
 
 def report_kwargs(a: argparse.Namespace) -> dict:
-    return dict(out=a.out, results=a.results, figures=not a.no_figures, bootstrap=a.bootstrap)
+    return dict(out=a.out, results=a.results, figures=not a.no_figures, bootstrap=a.bootstrap,
+                clip=a.clip)
 
 
 def _cmd_explain(a: argparse.Namespace) -> None:

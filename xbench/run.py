@@ -261,6 +261,15 @@ def _stage_kwargs(study: Study, stage: Stage) -> dict:
     return kw
 
 
+def _evaluate_jobs(interps: list, maps: list, model: list, hparams: dict | None) -> int:
+    """Jobs per run, comma lists in settings crossed (one job per value)."""
+    from .metrics import METRICS
+    from .variants import cross
+
+    count = {m: len(cross(METRICS, m, (hparams or {}).get(m, {}))) for m in maps + model}
+    return len(interps) * sum(count[m] for m in maps) + sum(count[m] for m in model)
+
+
 def dry_run(study: Study) -> list[str]:
     """The plan, stage by stage, with what is done and what is left; nothing is computed or written."""
     from .evaluate import evaluate, plan_jobs
@@ -289,7 +298,7 @@ def dry_run(study: Study) -> list[str]:
                                                                       dry_run=True)
             done = done[0] if isinstance(done, list) else done
         interps, maps, model = plan_jobs(kw["interps"], kw.get("metrics"), kw["n"], kw["hparams"])
-        per_run = len(interps) if stage.kind == "explain" else len(interps) * len(maps) + len(model)
+        per_run = len(interps) if stage.kind == "explain" else _evaluate_jobs(interps, maps, model, kw["hparams"])
         note = f"; {pending} run(s) not trained yet: {pending * per_run} more" if pending else ""
         lines.append(f"[{stage.label}] {per_run} job(s) per run: {done}{note}")
     return lines

@@ -1,7 +1,8 @@
 """Comma lists in settings cross into one job per value: ``--hparam deletion.substrate=zero,blur,noisy_linear``.
 
     cross(METRICS, "deletion", {"substrate": "zero,blur", "step": "8"})
-    # → [({"substrate": "zero", "step": "8"}, "substrate=zero"), ({"substrate": "blur", "step": "8"}, "substrate=blur")]
+    # → [({"substrate": "zero", "step": "8"}, "substrate=zero"),
+    #    ({"substrate": "blur", "step": "8"}, "substrate=blur")]
 
 A value crosses when it is text with a comma and the setting is not free text (free-text settings such as road's
 ``percentages`` keep their commas). Several crossed settings give their full product. The label names the crossed

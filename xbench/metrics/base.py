@@ -7,7 +7,8 @@ Settings go to ``__init__``, data to ``__call__``. Class attributes say what a m
 (faithfulness, invertibility, decomposition, robustness, complexity, weights), ``higher_is_better`` (of its primary
 score), ``needs_maps``. A metric may give several named scores (``scores`` maps each name to its direction; the
 first is the primary). Layer-level metrics (``level = "layer"``) return [B, L] per score (one column per layer named
-in ``layer_names``); model-level ones that need no data return [1, L]. ``details`` keeps arrays worth a figure
+in ``layer_names``); model-level ones that need no data, and ``pooled`` ones (a correlation or quantiles over every
+example), return [1, L]. ``details`` keeps arrays worth a figure
 (curves, histograms, reconstructions) from the last call. A metric with ``needs_explainer`` re-explains inputs
 it perturbs: the caller passes ``explain=interp.attribute`` (inputs [B,C,H,W], targets [B] → maps [B,H,W]).
 """
@@ -42,6 +43,7 @@ class Metric:
     scores: ClassVar[dict[str, bool]] = {}  # extra named scores → higher_is_better; empty = one score
     needs_all: ClassVar[bool] = False  # sees every example in one call (pairs examples), batches inside
     needs_explainer: ClassVar[bool] = False  # re-explains perturbed inputs through ``explain`` (implies needs_maps)
+    pooled: ClassVar[bool] = False  # one value per layer from all examples together (a correlation, quantiles): [1, L]
     settings: ClassVar[dict[str, Setting]] = {}
 
     def __init__(self, space: InputSpace | None = None, **params: Any):
@@ -58,15 +60,15 @@ class Metric:
                  maps: torch.Tensor | None = None, explain=None) -> dict[str, torch.Tensor]:
         if model.training:
             raise XbenchError(f"{self.registry_name}: call model.eval() first")
-        if self.needs_explainer and explain is None:
-            raise XbenchError(f"{self.registry_name} re-explains perturbed inputs; give it explain=interp.attribute")
-        self.explain = explain
         if self.needs_maps:
             if maps is None:
                 raise XbenchError(f"{self.registry_name} scores saliency maps; give it maps")
             if maps.shape != (x.shape[0], *x.shape[-2:]):
                 raise XbenchError(f"{self.registry_name}: maps {tuple(maps.shape)} do not match inputs "
                                   f"{tuple(x.shape)}")
+        if self.needs_explainer and explain is None:
+            raise XbenchError(f"{self.registry_name} re-explains perturbed inputs; give it explain=interp.attribute")
+        self.explain = explain
         self.details = {}
         out = self.compute(model, x, y, maps)
         if isinstance(out, torch.Tensor):

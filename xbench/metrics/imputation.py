@@ -33,7 +33,8 @@ SETTINGS = {"noise": Setting(0.01, "noisy_linear: std of the Gaussian noise adde
 def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
     """Σ_j w_ij·u_j per channel, zero padding (outside neighbours are absent).
 
-    The kernel is (1/12)·([1,2,1]ᵀ[1,2,1] − 4δ): two separable 3-tap passes, cheaper than a depthwise conv on CPUs.
+    The kernel is (1/12)·([1,2,1]ᵀ[1,2,1] − 4δ): two separable 3-tap passes (cheaper than a depthwise conv on
+    CPUs).
     """
     v = F.pad(u, (1, 1, 1, 1))
     a = v[..., :-2, :] + 2 * v[..., 1:-1, :] + v[..., 2:, :]

@@ -100,8 +100,10 @@ class CurveMetric(Metric):
         p = self.params
         if p["substrate"] != "noisy_linear":
             return substrate_fill(self.substrate(x), [])
-        noise = imputation.noise_field((n_inputs, *x.shape[1:]), p["noise"], p["noise_seed"], x.device, x.dtype)
-        return imputed_fill(noise, p["cg_tol"], p["cg_iters"])
+        key = ((n_inputs, *x.shape[1:]), x.device, x.dtype)
+        if getattr(self, "_noise", (None,))[0] != key:  # drawn once per shape, reused by every batch
+            self._noise = (key, imputation.noise_field(key[0], p["noise"], p["noise_seed"], x.device, x.dtype))
+        return imputed_fill(self._noise[1], p["cg_tol"], p["cg_iters"])
 
     def run(self, model, x, maps, orders, counts, invert=False) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores [B, K, P] for the K orders, tracked classes [B])."""

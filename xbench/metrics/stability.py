@@ -6,7 +6,9 @@ from the image to a_2 (the activation after fc2); the last hidden column is the 
 """
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -54,7 +56,16 @@ def _op_norm(layer: nn.Module, in_shape, iters: int) -> float:
 
 
 def _spectral(f, x: torch.Tensor, iters: int, seed: int) -> torch.Tensor:
-    """σ_max of ∂f/∂x per example by power iteration on JᵀJ (torch.func jvp + vjp; examples are independent)."""
+    """σ_max of ∂f/∂x per example by power iteration on JᵀJ (torch.func jvp + vjp; examples are independent).
+
+    Forward-mode AD loads torch's jvp decompositions on first use, which warns that torch.jit.script is deprecated
+    (torch's own code, once per process): silenced here, it is not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)
+        return _power(f, x, iters, seed)
+
+
+def _power(f, x: torch.Tensor, iters: int, seed: int) -> torch.Tensor:
     _, vjp = torch.func.vjp(f, x)
     jvp = lambda v: torch.func.jvp(f, (x,), (v,))[1]  # noqa: E731
     view = (-1, *[1] * (x.ndim - 1))
@@ -81,6 +92,7 @@ class StabilityC1(Metric):
     higher_is_better = False
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {**{f"{s}_r{k}": False for k in (1, 2, 3) for s in ("max", "q99", "median")}, "lipschitz": False,
               "upper_bound": False}
     settings = {**COMMON, "directions": Setting(16, "random directions per example", range="[1, inf)"),
@@ -92,6 +104,7 @@ class StabilityC1(Metric):
         return {**self.params, "space": "pixel space (the dataset's normalisation is part of the map)",
                 "output": "a_l after the activation following each Conv/Linear layer but the last (a_{L-1} = last)",
                 "directions_law": "Gaussian, scaled to unit norm, torch.Generator(seed) on CPU, [N, M, C*H*W]",
+                "precision": "sampled ratios in float64 (a double copy of the model); Lipschitz in the model's dtype",
                 "upper_bound": "prod_{k<=l} ||W_k||_2 / min(std): Linear exact, Conv by 100 power iterations at its "
                                "input shape; activations and max-pools taken as 1-Lipschitz (non-overlapping pools)",
                 "lipschitz": "max over examples of ||J(x)||_2, power iteration on J^T J"}
@@ -102,13 +115,16 @@ class StabilityC1(Metric):
         self.layer_names = [n for n, _ in outs]
         p, px = _P[self.params["norm"]], self.space.to_pixels(x)
         u = directions(x, self.params["directions"], self.params["seed"], p)
-        f = lambda pix: run_to(model, self.space.to_input(pix), ends)  # noqa: E731
+        # a float64 twin for the sampled ratios: at small radii ‖a(x′) − a(x)‖ cancels most digits, and float32
+        # rounding would make the ratio depend on how the passes are batched
+        m64 = copy.deepcopy(model).double()
+        f = lambda pix: run_to(m64, self.space.to_input(pix), ends)  # noqa: E731
         with torch.no_grad():
-            clean = f(px)
+            clean = f(px.double())
         scores, ratios = {}, []
         for k in (1, 2, 3):
             r = self.params[f"radius{k}"]
-            per = _ratios(f, px, u, r, clean, p, self.params["batch_size"])  # [L, N, M]
+            per = _ratios(f, px.double(), u.double(), r, clean, p, self.params["batch_size"])  # [L, N, M]
             ratios.append(per.flatten(1).cpu().numpy())
             for s, vals in zip(("max", "q99", "median"), zip(*[_stats(per[j]) for j in range(len(ends))])):
                 scores[f"{s}_r{k}"] = torch.tensor([vals])
@@ -166,6 +182,7 @@ class StabilityC2(Metric):
     higher_is_better = False
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {f"{s}_r{k}": False for k in (1, 2, 3) for s in ("median", "q99", "max", "changed")}
     settings = {**COMMON, "directions": Setting(4, "random directions per example", range="[1, inf)")}
 
@@ -203,7 +220,8 @@ class StabilityC2(Metric):
         per = pts.shape[1]
         chunk = max(1, PASS_ELEMENTS // (per * n_out * d))
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)  # see _spectral
             for s in range(0, pts.shape[0], chunk):
                 j = jac(pts[s:s + chunk].flatten(0, 1)).reshape(-1, per, n_out * d)
                 diff = (j[:, 1:] - j[:, :1]).norm(dim=2).view(-1, 3, m)  # [c, 3, M]

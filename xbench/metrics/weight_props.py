@@ -103,13 +103,15 @@ class Faithfulness(Metric):
     z_i = b_i, so the layer input is computed once and the rest of the chain runs on a stack of (rows × examples) with
     one channel replaced at a time: no model copy per row, as many rows per pass as ``space.PASS_ELEMENTS`` allows.
     Where a Linear layer feeds an activation and another Linear, the next pre-activation of row i's stack is
-    z_next + (f(b_i) − a_i)·W_next[:, i], a rank-1 update that skips the next matrix product.
+    z_next + (f(b_i) − a_i)·W_next[:, i], a rank-1 update that skips the next matrix product, and only the examples
+    whose unit i changes output are run (ReLU: where it is active).
     """
 
     category = "weights"
     higher_is_better = True
     level = "layer"
     needs_all = True
+    pooled = True
     scores = {"pearson": True, "spearman": True}
     settings = {"norm": Setting("l2", "row norm ‖W_i‖ correlated with the risk increase", choices=("l2", "l1")),
                 "batch_size": Setting(4096, "inputs per pass of the upper layers", range="[1, inf)", memory=True)}
@@ -147,27 +149,35 @@ class Faithfulness(Metric):
         n, b = z.shape[1], z.shape[0]
         bias = layer.bias if layer.bias is not None else torch.zeros(n, device=z.device, dtype=z.dtype)
         rank1 = _rank_one(model, i)
-        if rank1 is not None:  # Linear → activation → Linear: the next pre-activation moves by a rank-1 term
-            act, nxt, rest = rank1
-            h = act(z)
-            z_next, delta = nxt(h), act(bias)[None] - h  # delta[b, r]: change of unit r's output when row r is 0
-            width = z_next.shape[1]
-        else:
-            rest, width = suffix(model, i + 1), z[0].numel()
-            fill = bias.view(1, 1, n, *([1] * (z.ndim - 2))).expand(1, b, *z.shape[1:])
-        per_pass = max(1, inputs_per_pass(self.params["batch_size"], (width,)) // b)
+        if rank1 is not None:
+            return self._risks_rank_one(z, bias, y, *rank1)
+        rest = suffix(model, i + 1)
+        fill = bias.view(1, 1, n, *([1] * (z.ndim - 2))).expand(1, b, *z.shape[1:])
+        per_pass = max(1, inputs_per_pass(self.params["batch_size"], tuple(z.shape[1:])) // b)
         risks = []
         for s in range(0, n, per_pass):
             rows = torch.arange(s, min(n, s + per_pass), device=z.device)
-            if rank1 is not None:  # [k, B, n_next] = z_next + delta[:, r] ⊗ W_next[:, r]
-                zk = z_next[None] + delta[:, rows].T[:, :, None] * nxt.weight[:, rows].T[:, None, :]
-            else:
-                mask = F.one_hot(rows, n).to(z.dtype).view(len(rows), 1, n, *([1] * (z.ndim - 2)))
-                zk = z[None] * (1 - mask) + fill * mask  # [k, B, n, ...]: row r's output replaced by its bias
-            logits = rest(zk.flatten(0, 1))
-            ce = F.cross_entropy(logits, y.repeat(len(rows)), reduction="none").view(len(rows), b)
+            mask = F.one_hot(rows, n).to(z.dtype).view(len(rows), 1, n, *([1] * (z.ndim - 2)))
+            zk = z[None] * (1 - mask) + fill * mask  # [k, B, n, ...]: row r's output replaced by its bias
+            ce = F.cross_entropy(rest(zk.flatten(0, 1)), y.repeat(len(rows)), reduction="none").view(len(rows), b)
             risks.append(ce.mean(1))
         return torch.cat(risks)
+
+    def _risks_rank_one(self, z, bias, y, act, nxt, rest) -> torch.Tensor:
+        """Linear → activation → Linear: zeroing row r adds delta[b, r]·W_next[:, r] to the next pre-activation, and
+        only the (row, example) pairs where unit r's output changes (delta ≠ 0: for ReLU, where it was active and
+        f(b_r) differs) are run; the others keep their example's clean loss."""
+        h = act(z)
+        z_next, delta = nxt(h), act(bias)[None] - h  # [B, n_next], [B, n]
+        base = F.cross_entropy(rest(z_next), y, reduction="none")  # [B]
+        rows, ex = (delta.T != 0).nonzero(as_tuple=True)  # the pairs that change, row-major
+        change = torch.zeros(delta.shape[1], dtype=base.dtype, device=base.device)
+        step = inputs_per_pass(self.params["batch_size"], (z_next.shape[1],))
+        for s in range(0, len(rows), step):
+            r, e = rows[s:s + step], ex[s:s + step]
+            zk = z_next[e] + delta[e, r][:, None] * nxt.weight.T[r]
+            change.index_add_(0, r, F.cross_entropy(rest(zk), y[e], reduction="none") - base[e])
+        return base.mean() + change / len(y)
 
 
 def _rank_one(model, i):

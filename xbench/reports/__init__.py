@@ -109,16 +109,17 @@ def _figures(df: pd.DataFrame, results_dir: Path, fig_dir: Path) -> dict[str, Pa
 
 
 def build_report(out: str | Path = "reports", results: str | Path | None = None, figures: bool = True,
-                 bootstrap: int = 1000) -> ReportResult:
+                 bootstrap: int = 1000, clip: float = 0.0) -> ReportResult:
     """Read ``<out>/results.jsonl`` (or ``results``) and write the leaderboard, pairs, rankings and figures into ``out``.
 
-    ``bootstrap``: resamples of the percentile-bootstrap intervals of the "Ranking" and "Stability" sections.
+    ``bootstrap``: resamples of the percentile-bootstrap intervals of the "Ranking" and "Stability" sections;
+    ``clip``: quantile clipped at each end of every interpreter's scores before their mean (LATEC's option).
     """
     from .html import render, weight_sections
-    from .ranking import check_boot
+    from .ranking import check_boot, check_clip
     from .stability import report_parts
 
-    n_boot = check_boot(bootstrap)
+    n_boot, clip = check_boot(bootstrap), check_clip(clip)
 
     out = Path(out)
     results = Path(results) if results else out / "results.jsonl"
@@ -142,7 +143,7 @@ def build_report(out: str | Path = "reports", results: str | Path | None = None,
         figs = {**_figures(arms(df), results.parent, out / "figures"), **split_comparison(df, out / "figures"),
                 **weight_figures(arms(df), lambda rel: _side(results.parent, rel), out / "figures")}
     files += [str(p) for p in figs.values()]
-    sections, ranking_text, ranking_tables, ranking_files = report_parts(df, results.parent, out, figures, n_boot)
+    sections, ranking_text, ranking_tables, ranking_files = report_parts(df, results.parent, out, figures, n_boot, clip)
     files += ranking_files
     html = render(df, board, pair_table, figs, [*weight_sections(board), *sections])
     atomic_write_text(out / "leaderboard.html", html)

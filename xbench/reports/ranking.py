@@ -3,9 +3,9 @@ a check against the ``random`` baseline, and Kendall τ between the rankings und
 and seeds (pandas, numpy and ``scipy.stats``; no torch).
 
 A *unit* is one ranking: model × dataset × recipe variant × arm (method · optimizer) × metric × metric variant
-(crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run, read from the per-example
-side files evaluate writes; per image the interpreters are ranked (1 = best, direction-aware, ties averaged). Images
-of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
+(crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run,
+read from the per-example side files evaluate writes; per image the interpreters are ranked (1 = best,
+direction-aware, ties averaged). Images of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
 intervals, seeded). The ranking of a unit orders interpreters by mean rank; τ between two units is
 ``scipy.stats.kendalltau`` of their mean ranks, its interval the same bootstrap over the images both share.
 """
@@ -76,10 +76,15 @@ def _ci(data: np.ndarray, statistic, n_boot: int, seed: int = 0) -> tuple[np.nda
     return res.confidence_interval.low, res.confidence_interval.high
 
 
-def unit_ranking(wide: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """Per interpreter: mean rank ± SEM, median rank, bootstrap intervals of mean rank and mean score, beats random."""
-    g = wide.to_numpy(dtype=float)
-    r = image_ranks(g)
+def unit_ranking(wide: pd.DataFrame, n_boot: int, clip: float = 0.0) -> pd.DataFrame:
+    """Per interpreter: mean rank ± SEM, median rank, bootstrap intervals of mean rank and mean score, beats random.
+
+    ``clip`` > 0 (LATEC's option): each interpreter's scores are clipped to their [clip, 1 − clip] quantiles before
+    the mean score and its interval (ranks are taken on the raw scores).
+    """
+    raw = wide.to_numpy(dtype=float)
+    r = image_ranks(raw)
+    g = np.clip(raw, *np.quantile(raw, [clip, 1 - clip], axis=0)) if clip > 0 else raw
     n = len(r)
     rank_lo, rank_hi = _ci(r, np.mean, n_boot)
     score_lo, score_hi = _ci(g, np.mean, n_boot)
@@ -115,6 +120,12 @@ def tau_between(ra: np.ndarray, rb: np.ndarray, n_boot: int) -> tuple[float, flo
                           n_resamples=n_boot, method="percentile", vectorized=True,
                           random_state=np.random.default_rng(2))
     return float(tau), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def check_clip(clip: float) -> float:
+    if not 0 <= float(clip) < 0.5:
+        raise XbenchError(f"--clip {clip}: the quantile clipped at each end must be in [0, 0.5)")
+    return float(clip)
 
 
 def check_boot(n_boot: int) -> int:

@@ -31,7 +31,8 @@ def not_beating_random(ranking: pd.DataFrame) -> pd.DataFrame:
 def ranking_html(ranking: pd.DataFrame) -> str:
     if ranking.empty:
         return "<p>No per-example scores with two or more interpreters yet.</p>"
-    html = ["<p>Per unit (model · dataset · arm · metric [variant]) interpreters are ranked on every image (1 = best); "
+    html = ["<p>Per unit (model · dataset · arm · metric [variant]) interpreters are ranked on every image "
+            "(1 = best); "
             "mean rank ± SEM, median, and percentile-bootstrap 95 % intervals over images (seeds pooled). "
             "<i>baseline</i> marks the sanity baselines; <span class=bad>not &gt; random</span>: the paired interval "
             "against <code>random</code> does not exclude 0.</p>"]

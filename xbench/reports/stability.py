@@ -53,7 +53,7 @@ def _aligned(wa: pd.DataFrame, wb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     return image_ranks(wa.loc[rows, cols].to_numpy(float)), image_ranks(wb.loc[rows, cols].to_numpy(float))
 
 
-def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000):
+def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000, clip: float = 0.0):
     """(ranking table, stability table, τ matrices {group: DataFrame}, verdict lines)."""
     ex = example_scores(df, results_dir)
     if ex.empty:
@@ -66,7 +66,7 @@ def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000):
             wide = unit_matrix(u)
             if wide.shape[1] < 2 or wide.empty:
                 continue
-            table = unit_ranking(wide, n_boot)
+            table = unit_ranking(wide, n_boot, clip)
             ranking.append(table.assign(**dict(zip(UNIT, (*group, *unit)))))
             if unit[0] in faith and wide.shape[1] >= 3:
                 wides[unit] = (wide, table)
@@ -139,12 +139,12 @@ def _verdict(group: tuple, wides: dict, rows: list[dict]) -> str:
     return text
 
 
-def report_parts(df: pd.DataFrame, results_dir: Path, out: Path, figures: bool, n_boot: int):
+def report_parts(df: pd.DataFrame, results_dir: Path, out: Path, figures: bool, n_boot: int, clip: float = 0.0):
     """(HTML sections, terminal text, tables, files written) for build_report."""
     from ..fileio import atomic_write_text
     from .ranking_html import not_beating_random, ranking_html, ranking_text, stability_html, tau_heatmap
 
-    ranking, stability, matrices, verdicts = build(df, results_dir, n_boot)
+    ranking, stability, matrices, verdicts = build(df, results_dir, n_boot, clip)
     files = []
     for name, table in (("ranking.csv", ranking), ("stability.csv", stability)):
         if not table.empty:
@@ -163,7 +163,8 @@ def report_parts(df: pd.DataFrame, results_dir: Path, out: Path, figures: bool, 
     if not weak.empty:
         text += "\nnot better than random (paired bootstrap interval includes 0): " + "; ".join(
             f"{r.interpreter} under {r.metric}{'' if r.score == r.metric else '.' + r.score}"
-            f"{f' [{r.metric_variant}]' if r.metric_variant else ''} ({_group_label(tuple(getattr(r, k) for k in GROUP))})"
+            f"{f' [{r.metric_variant}]' if r.metric_variant else ''} "
+            f"({_group_label(tuple(getattr(r, k) for k in GROUP))})"
             for r in weak.itertuples())
     sections = [("Ranking", ranking_html(ranking)), ("Stability", stability_html(stability, verdicts, heatmaps))]
     return sections, text, {"ranking": ranking, "stability": stability}, files

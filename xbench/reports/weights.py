@@ -5,12 +5,13 @@ Bort-S and l1 vs none are the rows of every per-layer table.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .tables import arms, layer_table
+from .tables import arms
 
 # (metric, score, caption) of the per-layer tables, in reading order
 WEIGHT_TABLES = (
@@ -29,6 +30,21 @@ WEIGHT_TABLES = (
 ATTRIBUTION = ("sparseness", "complexity", "max_sensitivity", "local_lipschitz")
 
 
+def _keys(frame: pd.DataFrame) -> list[str]:
+    """model, dataset and, where records carry one, the recipe variant (three mlp shapes stay three rows)."""
+    return ["model", "dataset", *(["variant"] if "variant" in frame else [])]
+
+
+def layer_table(board: pd.DataFrame, metric: str, score: str) -> pd.DataFrame:
+    """Rows model · dataset (· variant) · arm, columns layers in model order, values mean over seeds."""
+    sub = arms(board[(board["metric"] == metric) & (board["score"] == score)])
+    if sub.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(sub["layer"]))
+    wide = sub.pivot_table(index=[*_keys(sub), "optimizer"], columns="layer", values="mean", aggfunc="first")
+    return wide[[c for c in order if c in wide.columns]]
+
+
 def weight_tables(board: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Caption → per-layer table (rows model · dataset · arm, columns layers, mean over seeds) for what is there."""
     out = {}
@@ -45,7 +61,7 @@ def attribution_table(board: pd.DataFrame) -> pd.DataFrame:
     if sub.empty:
         return pd.DataFrame()
     sub = sub.assign(column=sub["metric"] + np.where(sub["higher_is_better"].astype(bool), " ↑", " ↓"))
-    wide = sub.pivot_table(index=["model", "dataset", "interpreter", "optimizer"], columns="column", values="mean",
+    wide = sub.pivot_table(index=[*_keys(sub), "interpreter", "optimizer"], columns="column", values="mean",
                            aggfunc="first")
     order = [c for m in ATTRIBUTION for c in wide.columns if c.split(" ")[0] == m]
     return wide[order]
@@ -60,9 +76,9 @@ def weight_figures(df: pd.DataFrame, side, fig_dir: Path) -> dict[str, Path]:
     from .weight_figures import c1_boxes, cosine_histograms
 
     out: dict[str, Path] = {}
-    slug = lambda *p: "-".join(str(v) for v in p).replace("/", "_").replace(" ", "_").replace("·", "")  # noqa: E731
-    for (model, dataset), d in df.groupby(["model", "dataset"], sort=True):
-        tag = f"{model} · {dataset}"
+    slug = lambda *p: re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(v) for v in p if v))[:120]  # noqa: E731
+    for key, d in df.groupby(_keys(df), sort=True):
+        tag = " · ".join(str(k) for k in key if k)
         first = {}
         for metric, score in (("disentanglement", "mean_abs_cos"), ("stability_c1", "max_r1")):
             for opt, g in d[(d["metric"] == metric) & (d["score"] == score)].sort_values("seed").groupby("optimizer"):
@@ -71,11 +87,11 @@ def weight_figures(df: pd.DataFrame, side, fig_dir: Path) -> dict[str, Path]:
                     first.setdefault(metric, {})[opt] = s
         if "disentanglement" in first:
             out[f"Row cosines per layer, {tag} (first seed)"] = cosine_histograms(
-                first["disentanglement"], fig_dir / f"{slug('cosines', model, dataset)}.png",
+                first["disentanglement"], fig_dir / f"{slug('cosines', *key)}.png",
                 f"pairwise row cosines · {tag}")
         if "stability_c1" in first:
             out[f"C1 per radius, last hidden layer, {tag} (first seed)"] = c1_boxes(
-                first["stability_c1"], fig_dir / f"{slug('c1', model, dataset)}.png",
+                first["stability_c1"], fig_dir / f"{slug('c1', *key)}.png",
                 f"‖Δa_(L−1)‖/‖Δx‖ per radius · {tag}")
         sp = d[(d["metric"] == "weight_sparsity") & (d["score"] == "mean_abs")]
         if not sp.empty:
@@ -83,7 +99,7 @@ def weight_figures(df: pd.DataFrame, side, fig_dir: Path) -> dict[str, Path]:
             means = sp.groupby(["optimizer", "layer"])["mean"].mean()
             values = {o: [means.get((o, la), np.nan) for la in layers] for o in sorted(set(sp["optimizer"]))}
             out[f"Mean |w| per layer, {tag}"] = F.layer_lines(
-                values, layers, fig_dir / f"{slug('sparsity', model, dataset)}.png", f"mean |w| per layer · {tag}",
+                values, layers, fig_dir / f"{slug('sparsity', *key)}.png", f"mean |w| per layer · {tag}",
                 "mean |w| (lower = sparser)")
     return out
 
