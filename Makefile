@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/weights.py
 	$(BIN)/python benchmarks/guided_ig.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/train_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -46,6 +46,7 @@ def collectives(out: Path) -> None:
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
+    dist.init("gloo")  # the group stays up across the commands (train places its runs on it)
     with dist.command():
         collectives(out)
     if os.environ["RANK"] == "1":

@@ -9,8 +9,8 @@ from xbench.errors import XbenchError
 from xbench.models import CHAIN_LAYERS, MODELS, ChainModel, create_model
 
 SHAPES = {"lenet": (1, 28, 28), "acnn_small": (3, 32, 32), "acnn_base": (3, 224, 224), "mlp": (1, 28, 28),
-          "tv": (3, 64, 64)}
-NAMES = {"tv": "tv:resnet18"}
+          "tv": (3, 64, 64), "timm": (3, 32, 32)}
+NAMES = {"tv": "tv:resnet18", "timm": "timm:resnet18"}
 
 
 @pytest.mark.parametrize("name", MODELS.list())

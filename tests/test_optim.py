@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xbench.errors import XbenchError
-from xbench.optim import OPTIMIZERS, Bort, bort_delta, create_optimizer, param_groups
+from xbench.optim import BASELINES, OPTIMIZERS, Bort, bort_delta, create_optimizer, is_bort, param_groups
 
 SHAPES = [(3, 7), (7, 3), (4, 2, 3, 3), (20, 2, 3, 3)]  # Linear wide/tall, Conv wide/tall (as out × in·k·k)
 
@@ -62,9 +62,16 @@ def _run(opt_name, steps=20, model=None, **kw):
     return model, opt
 
 
+def _lamb(*args, **kw):
+    from timm.optim import Lamb
+
+    return Lamb(*args, **kw)
+
+
 @pytest.mark.parametrize("bort,base,kw", [
     ("bort-s", torch.optim.SGD, dict(lr=0.05, weight_decay=0.01, momentum=0.9)),
     ("bort-a", torch.optim.AdamW, dict(lr=0.01, weight_decay=0.01)),
+    ("bort-l", _lamb, dict(lr=0.01, weight_decay=0.01)),
 ])
 def test_lambda_zero_is_bit_identical_to_plain_torch(bort, base, kw):
     ours, _ = _run(bort, bort_lambda=0.0, **kw)
@@ -81,6 +88,37 @@ def test_lambda_zero_is_bit_identical_to_plain_torch(bort, base, kw):
         ref.step()
     for p, q in zip(ours.parameters(), ref_model.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS.list() if is_bort(n)])
+def test_every_bort_optimizer_at_lambda_zero_is_its_registered_baseline(name):
+    assert set(BASELINES) == {n for n in OPTIMIZERS.list() if is_bort(n)}
+    base = BASELINES[name]
+    kw = {k: v for k, v in dict(lr=0.02, weight_decay=0.01, momentum=0.9).items() if k in OPTIMIZERS.settings(base)}
+    ours, _ = _run(name, bort_lambda=0.0, **kw)
+    ref, _ = _run(base, **kw)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_bort_l_is_lamb_after_a_decoupled_bort_step():
+    """One step written out: p ← p − lr·λ·Δ(p) on the constrained weights, then timm's Lamb on the result."""
+    from timm.optim import Lamb
+
+    lr, lam = 0.01, 0.1
+    ours, _ = _run("bort-l", steps=1, lr=lr, weight_decay=0.01, bort_lambda=lam)
+    torch.manual_seed(0)
+    ref = Net()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 2, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+    nn.functional.cross_entropy(ref(x), y).backward()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if name.endswith("weight"):
+                p -= lr * lam * bort_delta(p, "l2", 1.0)
+    Lamb(param_groups(ref, 0.01), lr=lr).step()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-7)
 
 
 def test_bort_s_follows_upstream_order():
@@ -109,7 +147,7 @@ def test_bort_s_follows_upstream_order():
         assert torch.allclose(p, q, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bort-s", "bort-a"])
+@pytest.mark.parametrize("name", ["bort-s", "bort-a"])  # bort-l: the same decoupled step as bort-a
 @pytest.mark.parametrize("out,inp", [(2, 6), (6, 2)])
 def test_zero_task_loss_converges_to_orthonormal(name, out, inp):
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ _API = {
     "create_interpreter": "xbench.interpreters", "list_interpreters": "xbench.interpreters",
     "create_metric": "xbench.metrics", "list_metrics": "xbench.metrics",
     "create_objective": "xbench.objectives", "list_objectives": "xbench.objectives", "DCSplit": "xbench.dc",
+    "list_recipes": "xbench.recipes",
     "XbenchError": "xbench.errors",
 }
 

@@ -56,9 +56,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def restore_rng(state: dict) -> None:
     rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
+    torch.set_rng_state(rng["torch"].cpu())  # a checkpoint loaded with map_location="cuda" moved these too
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state_all([r.cpu() for r in rng["cuda"]])
 
 
 def find_checkpoint(run: str | Path) -> Path:

@@ -63,6 +63,8 @@ def _train_flags(t: argparse.ArgumentParser) -> None:
                                                      "steps=)")
     g.add_argument("--method-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="objective setting, e.g. group=7 for adv-group (repeatable; goes to every method declaring it)")
+    g.add_argument("--data-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset setting, e.g. size=64 for imagefolder (repeatable; `xbench list datasets -v`)")
     g.add_argument("--width", default=None, help="channel width multiplier (acnn models; same as --model-arg width=)")
     g.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="model setting, e.g. shape=3x500 for mlp (repeatable; `xbench list models -v`)")
@@ -72,7 +74,32 @@ def _train_flags(t: argparse.ArgumentParser) -> None:
             _setting_flag(g, name, setting, *(["--lambda"] if name == "bort_lambda" else []))
     g.add_argument("--dbort", type=_floats, default=None, metavar="LAMBDA_D[,BETA]",
                    help="DBort auxiliary loss −λ_D·mean(logits²)^β (β defaults to 0.1)")
+    _scale_flags(t)
     _common(t, data=True)
+
+
+def _scale_flags(t: argparse.ArgumentParser) -> None:
+    """Recipes, schedule/augmentation/loss/precision (xbench/recipes.py) and placement/speed (xbench/train_dist.py)."""
+    from .recipes import RECIPE_SETTINGS
+    from .train_dist import EXEC_SETTINGS
+
+    g = t.add_argument_group("recipe presets, schedule, augmentation and loss (timm)")
+    g.add_argument("--recipe", default="paper-mnist",
+                   help="named preset of these settings; each flag overrides it (`xbench list recipes -v`; default: "
+                        "%(default)s)")
+    for name, setting in RECIPE_SETTINGS.items():
+        _switch(g, name, setting)
+    g = t.add_argument_group("placement under torchrun, and speed")
+    for name, setting in EXEC_SETTINGS.items():
+        _switch(g, name, setting)
+
+
+def _switch(g, name: str, setting) -> None:
+    """A setting flag; a true/false one also works bare (``--channels-last`` = ``--channels-last true``)."""
+    if setting.kind is not bool:
+        return _setting_flag(g, name, setting)
+    g.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, nargs="?", const="true",
+                   metavar="true|false", help=f"{setting.help} (default: {setting.default})")
 
 
 def _explain_flags(e: argparse.ArgumentParser) -> None:
@@ -173,7 +200,9 @@ def _common(p: argparse.ArgumentParser, data: bool = False, out: str | bool = "c
 
 def train_kwargs(a: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`xbench.train.train` that parsed ``train`` flags stand for."""
+    from .recipes import RECIPE_SETTINGS
     from .train import TRAIN_SETTINGS
+    from .train_dist import EXEC_SETTINGS
 
     model_kwargs = dict(a.model_arg)
     if a.width is not None:
@@ -181,14 +210,16 @@ def train_kwargs(a: argparse.Namespace) -> dict:
     dbort = None
     if a.dbort is not None:
         dbort = [a.dbort[0], a.dbort[1] if len(a.dbort) > 1 else 0.1]
-    recipe = {k: getattr(a, k) for k in TRAIN_SETTINGS if k != "seed" and getattr(a, k) is not None}
+    recipe = {k: getattr(a, k) for k in [*TRAIN_SETTINGS, *RECIPE_SETTINGS, *EXEC_SETTINGS]
+              if k != "seed" and getattr(a, k) is not None}
     method_kwargs = dict(a.method_arg)
     for key, value in (("eps", a.adv_eps), ("steps", a.adv_steps)):
         if value is not None:
             method_kwargs[key] = value
     return dict(model=a.model, data=a.data, opt=a.opt, seeds=a.seeds, out=a.out, device=a.device,
                 data_root=a.data_root, download=a.download, progress=False if a.quiet else None, dbort=dbort,
-                model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs, **recipe)
+                model_kwargs=model_kwargs, method=a.method, method_kwargs=method_kwargs, recipe=a.recipe,
+                data_kwargs=dict(a.data_arg), **recipe)
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -197,9 +228,11 @@ def _cmd_train(a: argparse.Namespace) -> None:
     try:
         runs = train(**train_kwargs(a))
     except TrainingDiverged as err:
-        _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
+        if dist.is_main():
+            _print_runs(err.runs)  # the runs that finished are worth seeing; then the one-line error
         raise
-    _print_runs(runs)
+    if dist.is_main():  # under torchrun every rank returns every summary; one prints them
+        _print_runs(runs)
 
 
 def _print_runs(runs: list[dict]) -> None:
@@ -226,7 +259,12 @@ def _cmd_list(a: argparse.Namespace) -> None:
     width = max((len(n) for n, _ in rows), default=0)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")
-        if a.verbose:
+        if a.verbose and a.family == "recipes":
+            from .recipes import describe_recipe
+
+            for line in describe_recipe(name):
+                print(f"    {line}")
+        elif a.verbose:
             for setting, kind, default, allowed, text in reg.describe_settings(name.split(":")[0]):
                 print(f"    {setting:<20} {kind:<10} default {default:<14} {allowed}")
                 print(f"    {'':<20} {text}")

@@ -124,8 +124,8 @@ def init(backend: str = "auto") -> World:
         raise XbenchError("--dist-backend nccl needs CUDA GPUs and this machine has none; use gloo (or auto)")
     if backend == "auto":
         backend = "nccl" if cuda else "gloo"
-    if cuda:  # "cuda" then means this rank's own GPU for every stage
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if cuda and int(os.environ.get("LOCAL_RANK", 0)) < torch.cuda.device_count():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # "cuda" then means this rank's own GPU
     # torchrun's agent keeps one store for all restarts, so a restarted group could read the last attempt's gloo
     # and NCCL addresses and connect to dead ports (pytorch/pytorch#135712); each attempt gets its own key space.
     store, rank_, size = next(tdist.rendezvous("env://"))

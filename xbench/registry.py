@@ -31,7 +31,8 @@ T = TypeVar("T")
 # Every family by the name `xbench list` uses, and where its registry lives (imported on demand).
 FAMILIES = {"models": "xbench.models:MODELS", "optimizers": "xbench.optim:OPTIMIZERS",
             "datasets": "xbench.data:DATASETS", "interpreters": "xbench.interpreters:INTERPRETERS",
-            "metrics": "xbench.metrics:METRICS", "objectives": "xbench.objectives:OBJECTIVES"}
+            "metrics": "xbench.metrics:METRICS", "objectives": "xbench.objectives:OBJECTIVES",
+            "recipes": "xbench.recipes:RECIPES"}
 
 
 def family(name: str) -> "Registry":

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -38,7 +39,10 @@ from .layers import constrained_weights, mean_orthogonality_error
 from .models import MODELS, create_model
 from .objectives import OBJECTIVES, create_objective
 from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
+from . import dist
+from .recipes import DEFAULTS as RECIPE_DEFAULTS, check_recipe_settings, run_settings, split_settings
 from .settings import Setting, check
+from .train_dist import EXEC_SETTINGS, Engine, check_execution, check_world, placement, run_placed
 
 LOG_COLUMNS = ["epoch", "loss", "train_acc", "heldout_acc", "ortho_error", "seconds"]
 OPTIMIZER_FIELDS = ("opt", "bort_lambda", "bort_mode", "bort_amplitude")  # what may differ inside a pair
@@ -73,6 +77,9 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     method: str = "erm"  # the training objective (xbench/objectives), crossed with the optimizers like a seed
     method_kwargs: dict = field(default_factory=dict)  # its settings, all resolved by validate()
+    recipe: str = "paper-mnist"  # the preset the settings started from (recorded; the values are what count)
+    recipe_settings: dict = field(default_factory=dict)  # schedule, augmentation, loss, amp (xbench/recipes.py)
+    data_kwargs: dict = field(default_factory=dict)  # dataset settings (imagefolder size=..., fake n_train=...)
 
     def _fields(self) -> dict:
         d = asdict(self)
@@ -80,6 +87,12 @@ class TrainConfig:
             d.pop("method"), d.pop("method_kwargs")
         if not self.l1:  # likewise runs without the l1 penalty
             d.pop("l1")
+        d.pop("recipe")  # and before recipes: only recipe settings that differ from the defaults join the id
+        if not d["data_kwargs"]:
+            d.pop("data_kwargs")
+        changed = {k: v for k, v in d.pop("recipe_settings").items() if RECIPE_DEFAULTS.get(k, object()) != v}
+        if changed:
+            d["recipe_settings"] = changed
         return d
 
     def identity(self) -> dict:
@@ -111,8 +124,11 @@ class TrainConfig:
         DATASETS.get(self.data)
         OPTIMIZERS.get(self.opt)
         self.method_kwargs = OBJECTIVES.check(self.method, self.method_kwargs)  # typed, defaults filled in
+        self.recipe_settings = check_recipe_settings(self.recipe_settings)
         for name, value in check("train", TRAIN_SETTINGS, {k: getattr(self, k) for k in TRAIN_SETTINGS}).items():
             setattr(self, name, value)
+        data_given = DATASETS.check(self.data, self.data_kwargs)
+        self.data_kwargs = {k: data_given[k] for k in self.data_kwargs}  # typed; only what was given (stable ids)
         given = check(f"model {self.model}", MODELS.settings(self.model), self.model_kwargs)
         self.model_kwargs = {k: given[k] for k in self.model_kwargs}  # typed, so CLI and API runs share an id
         if self.dbort is not None:
@@ -141,13 +157,15 @@ def _digest(obj: Any) -> str:
 
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError:
         raise XbenchError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XbenchError("--device cuda was asked for but no CUDA device is available")
+    if dev.type == "cuda" and dev.index is None and dist.launched():
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # each torchrun rank its own GPU
     return dev
 
 
@@ -196,9 +214,11 @@ def _write_log(run_dir: Path, log: list[dict]) -> None:
 
 
 def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints", device: torch.device | str = "cpu",
-              progress: bool | None = None) -> dict:
-    """Train (or resume, or skip if finished) one run; returns its summary."""
+              progress: bool | None = None, execution: dict | None = None, data_parallel: bool = False) -> dict:
+    """Train (or resume, or skip if finished) one run; returns its summary. ``execution``: xbench/train_dist.py's
+    settings; ``data_parallel``: every torchrun rank trains this run together (DDP)."""
     device = torch.device(device)
+    config.recipe_settings = check_recipe_settings(config.recipe_settings)
     run_dir = Path(out) / config.run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
     model, opt = build(config, data, device)
@@ -215,45 +235,45 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         restore_rng(state)
         start, log = state["epoch"], state["log"]
         meta = {**state["config"], "epochs": config.epochs}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", meta)
+    engine = Engine(config, data, model, device, execution or check_execution({}), data_parallel)
+    if engine.writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", meta)
 
-    n = len(data.train)
-    steps = (n + config.batch_size - 1) // config.batch_size
+    steps = engine.steps_per_epoch()
+    engine.schedule(opt, config.epochs, steps)
     diverged_at = None
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         model.train()
-        total_loss, correct, step_loss = 0.0, 0, 0.0
+        sums, n = engine.new_sums(), 0  # summed loss and correct predictions, on the device: no sync per step
         bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=None if progress is None else not progress, file=sys.stderr)
-        for x, y in data.batches("train", epoch_order(config.seed, epoch, n), config.batch_size, device):
-            loss, logits = objective(model, x, y)  # the batch's loss, in one place (logits of what it trained on)
-            if config.dbort is not None:
-                loss = loss + dbort_loss(logits, *config.dbort)
-            if config.l1:
-                loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
-            step_loss = float(loss.detach())  # the sync the running loss needs anyway
-            if not math.isfinite(step_loss):
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += step_loss * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
+                   disable=(None if progress is None else not progress) or not engine.writes, file=sys.stderr)
+        for i, (x, y, n_global) in enumerate(engine.batches(epoch)):
+            with engine.autocast():
+                loss, logits = engine.loss(objective, x, y)  # the batch's loss, in one place (logits it trained on)
+                if config.dbort is not None:
+                    loss = loss + dbort_loss(logits, *config.dbort)
+                if config.l1:
+                    loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
+            engine.step(opt, loss, epoch * steps + i, y, n_global)
+            engine.accumulate(sums, loss, logits, y)
+            n += n_global
             bar.update()
         bar.close()
-        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()  # one device sync
-        if not math.isfinite(step_loss) or not bool(finite):
+        loss_mean, train_acc, finite = engine.epoch_totals(model, sums, n)  # one sync (and one all-reduce)
+        if not finite:
             # Keep the checkpoint of the last finite epoch; training on would only write NaN weights.
             diverged_at = epoch + 1
             break
-        log.append({"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n,
-                    "heldout_acc": accuracy(model, data, "heldout", device),
+        log.append({"epoch": epoch + 1, "loss": loss_mean, "train_acc": train_acc,
+                    "heldout_acc": engine.heldout_accuracy(model, accuracy),
                     "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})
-        save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log)
-        _write_log(run_dir, log)
-    if start >= config.epochs and log:
+        if engine.writes:
+            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log)
+            _write_log(run_dir, log)
+        engine.saved()
+    if start >= config.epochs and log and engine.writes:
         _write_log(run_dir, log)
     last = log[-1] if log else {}
     return {"run_id": config.run_id, "pair_id": config.pair_id, "opt": config.opt, "method": config.method,
@@ -272,12 +292,15 @@ def _as_list(value: str | int | Iterable) -> list:
 
 
 def plan(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
-         seeds: str | int | Iterable[int] = (0,), method: str | Iterable[str] = "erm", **settings: Any
-         ) -> list[TrainConfig]:
+         seeds: str | int | Iterable[int] = (0,), method: str | Iterable[str] = "erm", recipe: str = "paper-mnist",
+         **settings: Any) -> list[TrainConfig]:
     """The runs :func:`train` would train (method × optimizer × seed), every setting checked; nothing is read or
-    written. ``settings`` are TrainConfig fields; ``method_kwargs`` go to every method that declares them."""
+    written. ``settings`` are TrainConfig fields and recipe settings (xbench/recipes.py), each overriding the
+    ``recipe``'s value (execution settings, xbench/train_dist.py, are ignored here); ``method_kwargs`` go to every
+    method that declares them."""
+    given, given_recipe = split_settings({k: v for k, v in settings.items() if k not in EXEC_SETTINGS})
     known = {f.name for f in fields(TrainConfig)}
-    unknown = set(settings) - known
+    unknown = set(given) - known
     if unknown:
         raise XbenchError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
     opts = OPTIMIZERS.resolve(opt)
@@ -287,9 +310,10 @@ def plan(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] 
         raise XbenchError(f"seeds must be integers, not {seeds!r}") from None
     if not seed_list:
         raise XbenchError("no seeds given")
-    per_method = method_settings(OBJECTIVES.resolve(method), settings.pop("method_kwargs", None) or {})
-    l1s = _as_list(settings.pop("l1", 0.0)) or [0.0]  # a list of penalties crosses like the optimizers
-    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, l1=lam, **settings)
+    per_method = method_settings(OBJECTIVES.resolve(method), given.pop("method_kwargs", None) or {})
+    l1s = _as_list(given.pop("l1", 0.0)) or [0.0]  # a list of penalties crosses like the optimizers
+    configs = [TrainConfig(model=model, data=data, opt=o, seed=s, method=m, method_kwargs=kw, l1=lam, recipe=recipe,
+                           **run_settings(recipe, o, model, given, given_recipe))
                for s in seed_list for m, kw in per_method.items() for lam in l1s for o in opts]
     for c in configs:
         c.validate()
@@ -305,14 +329,28 @@ def epochs_done(config: TrainConfig, out: str | Path) -> int:
 def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str] = "sgd,bort-s",
           seeds: str | int | Iterable[int] = (0,), out: str | Path = "checkpoints", device: str = "auto",
           data_root: str | None = None, download: bool = False, progress: bool | None = None,
-          method: str | Iterable[str] = "erm", **settings: Any) -> list[dict]:
-    """Train every method × optimizer × seed (:func:`plan`); runs of one method and seed form a pair."""
-    configs = plan(model, data, opt, seeds, method, **settings)
-    check_writable(out)
-    dev = resolve_device(device)
-    dataset = create_dataset(data, root=data_root, download=download)
-    build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
-    runs = [train_run(c, dataset, out, dev, progress) for c in configs]
+          method: str | Iterable[str] = "erm", recipe: str = "paper-mnist", **settings: Any) -> list[dict]:
+    """Train every method × optimizer × seed (:func:`plan`); runs of one method and seed form a pair. Under
+    torchrun the runs are placed by ``parallel`` (runs dealt to ranks, or DDP; xbench/train_dist.py)."""
+    execution = check_execution({k: settings.pop(k) for k in list(settings) if k in EXEC_SETTINGS})
+    configs = plan(model, data, opt, seeds, method, recipe=recipe, **settings)
+    backend = execution["dist_backend"]
+    if backend == "auto" and device == "cpu":  # CPU tensors need gloo, even on a machine with GPUs
+        backend = "gloo"
+    dist.init(backend)  # a no-op without torchrun
+
+    def setup():  # every user error before any folder, on every rank (dist.agree)
+        check_writable(out)
+        dev = resolve_device(device)
+        dataset = create_dataset(data, root=data_root, download=download, **configs[0].data_kwargs)
+        build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
+        mode = placement(execution["parallel"], len(configs), dist.world_size())
+        for c in configs:
+            check_world(mode, c.batch_size, len(dataset.train), dist.world_size())
+        return dev, dataset, mode
+
+    dev, dataset, mode = dist.agree(setup)
+    runs = run_placed(configs, mode, lambda c, dp: train_run(c, dataset, out, dev, progress, execution, dp))
     diverged = [r for r in runs if r["diverged_at"]]
     if diverged:
         names = ", ".join(f"{r['run_id']} at epoch {r['diverged_at']}" for r in diverged)
@@ -336,7 +374,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", data_root: str
 
     state = load_checkpoint(find_checkpoint(run), map_location=device)
     cfg = state["config"]
-    dataset = create_dataset(cfg["data"], root=data_root)
+    dataset = create_dataset(cfg["data"], root=data_root, **cfg.get("data_kwargs", {}))
     model = create_model(cfg["model"], dataset.shape, dataset.num_classes, **cfg.get("model_kwargs", {}))
     model.load_state_dict(state["model"])
     model.to(device).eval()

@@ -30,9 +30,15 @@ class TensorSplit:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return self.images[idx].float().div_(255.0), self.labels[idx]
 
-    def iter_pixels(self, order: torch.Tensor, batch_size: int, num_workers: int = 0):
+    def iter_pixels(self, order: torch.Tensor, batch_size: int, num_workers: int = 0, device=None):
+        """Batches of (pixels, labels); with a CUDA ``device`` the uint8 images move first and convert there."""
+        on_gpu = device is not None and torch.device(device).type == "cuda"
         for start in range(0, len(order), batch_size):
-            yield self.pixels(order[start:start + batch_size])
+            idx = torch.as_tensor(order[start:start + batch_size], dtype=torch.long)
+            if on_gpu:
+                yield self.images[idx].to(device, non_blocking=True).float().div_(255.0), self.labels[idx]
+            else:
+                yield self.pixels(idx)
 
 
 class FolderSplit:
@@ -49,9 +55,10 @@ class FolderSplit:
         items = [self.dataset[int(i)] for i in torch.as_tensor(idx).tolist()]
         return torch.stack([x for x, _ in items]), torch.as_tensor([y for _, y in items], dtype=torch.long)
 
-    def iter_pixels(self, order: torch.Tensor, batch_size: int, num_workers: int = 0):
+    def iter_pixels(self, order: torch.Tensor, batch_size: int, num_workers: int = 0, device=None):
         batches = [order[s:s + batch_size].tolist() for s in range(0, len(order), batch_size)]
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=num_workers)
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=num_workers,
+                                             pin_memory=device is not None and torch.device(device).type == "cuda")
         yield from loader
 
 
@@ -80,7 +87,7 @@ class Dataset:
     def batches(self, which: str, order: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(inputs in model space, labels) on ``device``, in the given order."""
-        for pixels, labels in self.split(which).iter_pixels(order, batch_size, num_workers):
+        for pixels, labels in self.split(which).iter_pixels(order, batch_size, num_workers, device):
             pixels = pixels.to(device, non_blocking=True)
             yield self.space.to_input(pixels), labels.to(device, non_blocking=True)
 

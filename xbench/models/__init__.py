@@ -5,7 +5,7 @@ from torch import nn
 
 from ..errors import XbenchError
 from .base import CHAIN_LAYERS, MODELS, ChainModel
-from . import acnn, lenet, mlp, tv  # noqa: F401  (registers the models)
+from . import acnn, lenet, mlp, timm_models, tv  # noqa: F401  (registers the models)
 
 
 def create_model(name: str, in_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,

@@ -1,4 +1,5 @@
-"""Optimizers: ``sgd``, ``adamw`` and their Bort twins ``bort-s`` (coupled) and ``bort-a`` (decoupled).
+"""Optimizers: ``sgd``, ``adamw``, ``lamb`` and their Bort twins ``bort-s`` (coupled), ``bort-a`` and ``bort-l``
+(decoupled).
 
 ``create_optimizer(name, model, lr=..., ...)`` builds the param groups the same way for every name (Conv/Linear
 weights with weight decay; biases and everything else without), so a pair differs only in the Bort term.
@@ -75,6 +76,27 @@ def bort_a(model: nn.Module, *, lr: float, weight_decay: float, bort_lambda: flo
     return Bort(base, bort_lambda, bort_mode, bort_amplitude, coupled=False)
 
 
+@OPTIMIZERS.register("lamb", settings=_take("lr", "weight_decay"))
+def lamb(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """LAMB (timm.optim.Lamb: betas 0.9/0.999, trust ratio, global grad-norm clip 1), weight decay in the update."""
+    from timm.optim import Lamb
+
+    return Lamb(_without_bort(param_groups(model, weight_decay)), lr=lr)
+
+
+@OPTIMIZERS.register("bort-l", settings=_take("lr", "weight_decay", *_BORT))
+def bort_l(model: nn.Module, *, lr: float, weight_decay: float, bort_lambda: float, bort_mode: str,
+           bort_amplitude: float | str) -> Bort:
+    """Bort around LAMB: −lr·λΔ applied to the weights, decoupled from LAMB's moments and trust ratio."""
+    from timm.optim import Lamb
+
+    base = Lamb(param_groups(model, weight_decay), lr=lr)
+    return Bort(base, bort_lambda, bort_mode, bort_amplitude, coupled=False)
+
+
+BASELINES = {"bort-s": "sgd", "bort-a": "adamw", "bort-l": "lamb"}  # each Bort optimizer and the one it wraps
+
+
 def _without_bort(groups: list[dict]) -> list[dict]:
     return [{k: v for k, v in g.items() if not k.startswith("bort_")} for g in groups]
 
@@ -93,4 +115,4 @@ def list_optimizers(pattern: str = "*") -> list[str]:
 
 
 __all__ = ["OPTIMIZERS", "Bort", "bort_delta", "check_amplitude", "MODES", "param_groups", "create_optimizer",
-           "list_optimizers", "is_bort", "SETTINGS"]
+           "list_optimizers", "is_bort", "SETTINGS", "BASELINES"]
