@@ -110,6 +110,9 @@ def test_placement_rules_and_world_errors():
         check_world("data", 8, 3, 4)
     with pytest.raises(XbenchError, match="not divisible by the world size 4"):
         check_world("data", 6, 100, 4)
+    check_world("runs", 8, 100, 4, "adv-l1")  # whole runs train any method
+    with pytest.raises(XbenchError, match="erm.*not --method adv-l1; use --parallel runs"):
+        check_world("data", 8, 100, 4, "adv-l1")
 
 
 @pytest.mark.slow

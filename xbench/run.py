@@ -305,23 +305,26 @@ def dry_run(study: Study) -> list[str]:
 
 
 def run_study(study: Study) -> None:
-    """Run the stages in order; each skips what is already done."""
-    from . import cli
+    """Run the stages in order; each skips what is already done (under torchrun, rank 0 alone prints)."""
+    from . import cli, dist
     from .evaluate import evaluate
     from .explain import explain
     from .reports import build_report
     from .train import train
 
+    say = print if dist.is_main() else (lambda *a, **k: None)
     for stage in study.stages:
         kw = _stage_kwargs(study, stage)
-        print(f"xbench run: [{stage.label}]", flush=True)
+        say(f"xbench run: [{stage.label}]", flush=True)
         if stage.kind == "train":
-            cli._print_runs(train(**kw))
+            runs = train(**kw)
+            if dist.is_main():
+                cli._print_runs(runs)
         elif stage.kind == "explain":
-            print("\n".join(explain(**kw)))
+            say("\n".join(explain(**kw)))
         elif stage.kind == "evaluate":
-            print(evaluate(**kw, study=study.tag))
-        else:
+            say(evaluate(**kw, study=study.tag))
+        elif dist.is_main():  # the report reads files only: one rank builds it
             result = build_report(**kw)
             if not stage.args.quiet:
                 print(result.text)

@@ -346,7 +346,7 @@ def train(model: str = "lenet", data: str = "mnist10k", opt: str | Iterable[str]
         build(configs[0], dataset, torch.device("cpu"))  # model errors (bad width, wrong channels) before any folder
         mode = placement(execution["parallel"], len(configs), dist.world_size())
         for c in configs:
-            check_world(mode, c.batch_size, len(dataset.train), dist.world_size())
+            check_world(mode, c.batch_size, len(dataset.train), dist.world_size(), c.method)
         return dev, dataset, mode
 
     dev, dataset, mode = dist.agree(setup)

@@ -51,10 +51,12 @@ def placement(parallel: str, n_runs: int, world: int) -> str:
     return parallel
 
 
-def check_world(mode: str, batch_size: int, n_train: int, world: int) -> None:
+def check_world(mode: str, batch_size: int, n_train: int, world: int, method: str = "erm") -> None:
     """The user errors of a placement, raised before anything is written."""
     if mode != "data":
         return
+    if method != "erm":  # attacks run extra forward/backward passes that DDP's gradient hooks would all-reduce
+        raise XbenchError(f"--parallel data trains plain (erm) runs only, not --method {method}; use --parallel runs")
     if batch_size % world:
         raise XbenchError(f"--parallel data: --batch-size {batch_size} (the global batch) is not divisible by the "
                           f"world size {world}")
