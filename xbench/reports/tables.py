@@ -43,22 +43,35 @@ def load_results(path: str | Path) -> pd.DataFrame:
     df["n_used"] = df["n_used"].fillna(df["n_requested"])
     df = df.sort_values("created_at", kind="stable").drop_duplicates(JOB, keep="last")
     df["variant"] = variants(df)
+    # the protocol settings that differ between records of one metric ("substrate=blur"), however they were asked
+    # for (a crossed --hparam list or separate commands): the same protocol always gets the same label
+    if "metric_params" in df:
+        df["metric_variant"] = differing(df, ["model", "dataset", "metric"], "metric_params")
     return df.reset_index(drop=True)
 
 
 def variants(df: pd.DataFrame) -> pd.Series:
     """Per record, the recipe settings that differ between runs of its model and dataset ("lr=0.02"), else "":
     runs trained under two recipes stay apart in every table."""
+    return differing(df, ["model", "dataset"], "recipe")
+
+
+def differing(df: pd.DataFrame, by: list[str], column: str) -> pd.Series:
+    """Per record, "k=v, …" for the keys of the dict in ``column`` whose values differ within its ``by`` group."""
     labels = pd.Series("", index=df.index, dtype=object)
-    if "recipe" not in df:
+    if column not in df:
         return labels
-    for _, g in df.groupby(["model", "dataset"], sort=False):
-        recipes = g["recipe"].map(lambda r: r if isinstance(r, dict) else {})
-        keys = sorted({k for r in recipes for k in r})
-        varying = [k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1]
-        labels[g.index] = recipes.map(lambda r: ", ".join(f"{k}={json.dumps(r.get(k), sort_keys=True)}"
-                                                          for k in varying))
+    for _, g in df.groupby(by, sort=False):
+        dicts = g[column].map(lambda r: r if isinstance(r, dict) else {})
+        keys = sorted({k for r in dicts for k in r})
+        # a key only some records have (a substrate's own settings) counts only where its values differ
+        varying = [k for k in keys if len({json.dumps(r[k], sort_keys=True) for r in dicts if k in r}) > 1]
+        labels[g.index] = dicts.map(lambda r: ", ".join(f"{k}={_plain(r[k])}" for k in varying if k in r))
     return labels
+
+
+def _plain(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
