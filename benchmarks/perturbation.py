@@ -10,13 +10,6 @@ first on its path; xbench's side runs on the project's own numpy.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
 
@@ -26,10 +19,8 @@ from xbench.models import create_model
 from xbench.space import InputSpace, inputs_per_pass
 from xbench.train import resolve_device
 
+from _quantus import run_quantus
 from _timing import timed
-
-HERE = Path(__file__).resolve().parent
-QUANTUS_DIR = HERE / ".venv-quantus"
 
 
 def ours_vs_bare(model, space, x, maps, device, step=None):
@@ -72,20 +63,6 @@ print(json.dumps({"seconds": seconds, "curves": np.asarray(curves, dtype=float).
 """
 
 
-def quantus_side(model, x, maps, y, step):
-    if not QUANTUS_DIR.is_dir():
-        return None, f"not installed (run benchmarks/setup_quantus.sh to create {QUANTUS_DIR.name})"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.pt"
-        torch.save({"model": model.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": y.cpu(), "step": step}, path)
-        env = {**os.environ, "PYTHONPATH": str(QUANTUS_DIR)}
-        proc = subprocess.run([sys.executable, "-c", QUANTUS_CODE, str(path)], capture_output=True, text=True,
-                              env=env)
-    if proc.returncode != 0:
-        return None, "failed: " + proc.stderr.strip().splitlines()[-1]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -121,7 +98,7 @@ def main() -> None:
     ours_del, _ = timed(lambda: dele(lenet, x, None, maps), device)
     with torch.no_grad():
         cls = lenet(x).argmax(1)
-    q, why = quantus_side(lenet, x, maps, cls, step)
+    q, why = run_quantus(QUANTUS_CODE, {"model": lenet.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": cls.cpu(), "step": step})
     if q is None:
         print(f"\nQuantus: {why}")
         return

@@ -8,12 +8,6 @@ Quantus runs in a subprocess on ``benchmarks/.venv-quantus`` (``setup_quantus.sh
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
 
@@ -25,10 +19,9 @@ from xbench.models import create_model
 from xbench.space import InputSpace, inputs_per_pass
 from xbench.train import resolve_device
 
+from _quantus import run_quantus
 from _timing import timed
 
-HERE = Path(__file__).resolve().parent
-QUANTUS_DIR = HERE / ".venv-quantus"
 GRID = list(range(1, 100, 2))  # Quantus's default percentages
 
 QUANTUS_CODE = r"""
@@ -65,20 +58,6 @@ def road_row(name, model, space, x, maps, device, grid):
     ours, _ = timed(lambda: metric(model, x, None, maps), device)
     bare = bare_passes(model, x, len(x) * 2 * len(grid), device)
     return name, len(x), 2 * len(grid), ours, bare
-
-
-def quantus_side(model, x, maps, y, grid):
-    if not QUANTUS_DIR.is_dir():
-        return None, f"not installed (run benchmarks/setup_quantus.sh to create {QUANTUS_DIR.name})"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.pt"
-        torch.save({"model": model.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": y.cpu(), "grid": grid}, path)
-        env = {**os.environ, "PYTHONPATH": str(QUANTUS_DIR)}
-        proc = subprocess.run([sys.executable, "-c", QUANTUS_CODE, str(path)], capture_output=True, text=True,
-                              env=env)
-    if proc.returncode != 0:
-        return None, "failed: " + proc.stderr.strip().splitlines()[-1]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
 
 
 def our_accuracy(model, x, maps, cls, grid, device):
@@ -133,7 +112,7 @@ def main() -> None:
     with torch.no_grad():
         cls = lenet(x).argmax(1)
     t_ours, acc = our_accuracy(lenet, x, maps, cls, GRID, device)
-    q, why = quantus_side(lenet, x, maps, cls, GRID)
+    q, why = run_quantus(QUANTUS_CODE, {"model": lenet.cpu(), "x": x.cpu(), "maps": maps.cpu(), "y": cls.cpu(), "grid": GRID})
     if q is None:
         print(f"\nQuantus: {why}")
         return

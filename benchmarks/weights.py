@@ -11,12 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +22,8 @@ from xbench.metrics import create_metric
 from xbench.models import create_model
 from xbench.train import resolve_device
 
+from _quantus import run_quantus
 from _timing import timed
-
-HERE = Path(__file__).resolve().parent
-QUANTUS_DIR = HERE / ".venv-quantus"
 
 
 def faithfulness_rows(model, x, y, device):
@@ -97,19 +89,6 @@ print(json.dumps(res))
 """
 
 
-def quantus_side(state: dict):
-    if not QUANTUS_DIR.is_dir():
-        return None, f"not installed (run benchmarks/setup_quantus.sh to create {QUANTUS_DIR.name})"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.pt"
-        torch.save(state, path)
-        env = {**os.environ, "PYTHONPATH": f"{QUANTUS_DIR}{os.pathsep}{HERE.parent}"}
-        proc = subprocess.run([sys.executable, "-c", QUANTUS_CODE, str(path)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return None, "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -141,7 +120,7 @@ def main() -> None:
     ours_cx, cx = timed(lambda: create_metric("complexity")(lenet, xs, None, maps)["complexity"], device)
     k = 10
     noise = torch.stack([metric._noise((k, *xs.shape[1:]), i) for i in range(len(xs))]) / data.space.std[0]
-    q, why = quantus_side({"model": lenet.cpu(), "space": data.space, "x": xs.cpu(), "maps": maps.cpu(), "y": pred.cpu(),
+    q, why = run_quantus(QUANTUS_CODE, {"model": lenet.cpu(), "space": data.space, "x": xs.cpu(), "maps": maps.cpu(), "y": pred.cpu(),
                            "noise": noise, "k": k, "interp": "ig"})
     if q is None:
         print(f"\nQuantus: {why}")
