@@ -49,13 +49,7 @@ class _Guided(torch.autograd.Function):
         return s * (mask & (s > 0))
 
 
-class _PassThrough(torch.autograd.Function):
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(a):
-        return a.clamp(min=0)
-
+class _PassThrough(_Guided):  # ReLU forward, the signal passed back unchanged
     @staticmethod
     def setup_context(ctx, inputs, output):
         pass

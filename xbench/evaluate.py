@@ -118,6 +118,28 @@ def _records(base: dict, metric: Metric, scores: dict[str, np.ndarray], shape, e
     return out
 
 
+def _jobs(interps: list[str], map_metrics: list[str], model_metrics: list[str], variants: dict) -> list[tuple]:
+    """(interpreter or "", metric, its settings, its variant label) of one run: interpreters × map metrics, then
+    model metrics, each crossed with its comma-list variants."""
+    return [(i, m, *v) for i in interps for m in map_metrics for v in variants[m]] + [
+        ("", m, *v) for m in model_metrics for v in variants[m]]
+
+
+def _check_fits(run_dirs: list[Path], metrics: list[str], data_root: str | None) -> None:
+    """A metric that cannot score some run's model at all is named before anything is written (Metric.fits)."""
+    picky = [m for m in metrics if METRICS.get(m).fits.__func__ is not Metric.fits.__func__]
+    for run in run_dirs if picky else []:
+        model = load_run(run, "cpu", data_root)[0]
+        for name in picky:
+            METRICS.get(name).fits(model)
+
+
+def _map_fields(info: dict) -> dict:
+    """What a record says of the maps it scored."""
+    return {"interp_hparams": info["interp_hparams"], "interp_backend": info["backend"],
+            "maps_file": info["maps_file"], "interp_seconds_per_image": info["seconds_per_image"]}
+
+
 def _save(out: Path, key: tuple, base: dict, metric: Metric, scores: dict, details: dict, extra: dict, shape,
           force: bool) -> int:
     """One job's side file and records; the count of records written (0: another writer on this --out did it)."""
@@ -189,21 +211,16 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
     dist.init()  # under torchrun: join the group (batches of examples are dealt across ranks); else nothing
     done = from_main(lambda: {_key_of(r) for r in read_jsonl(results)})  # every rank skips the same jobs
     dev = resolve_device(device)
-    picky = [m for m in map_metrics + model_metrics if METRICS.get(m).fits.__func__ is not Metric.fits.__func__]
-    for run in run_dirs if picky else []:  # a metric that cannot score a run's model is named before any writing
-        model = load_run(run, "cpu", data_root)[0]
-        for name in picky:
-            METRICS.get(name).fits(model)
+    _check_fits(run_dirs, map_metrics + model_metrics, data_root)
     written, skipped = 0, 0
     for run in run_dirs:
         model, data, cfg = load_run(run, dev, data_root)
         base = run_fields(cfg, run)
         examples = heldout_examples(model, data, n, dev)
         _, x, y, _ = examples
-        jobs = [(i, m, *v) for i in interp_names for m in map_metrics for v in variants[m]] + [
-            ("", m, *v) for m in model_metrics for v in variants[m]]
+        jobs = _jobs(interp_names, map_metrics, model_metrics, variants)
         interps = {i: create_interpreter(i, model, data.space, **hparams.get(i, {})) for i in interp_names}
-        loaded: dict[str, tuple] = {}  # maps of each interpreter, read (or computed) once per run
+        loaded: dict[str, tuple] = {}
         bar = tqdm(jobs, desc=run.name, leave=False, file=sys.stderr,
                    disable=None if progress is None else not progress)
         for interp, metric_name, metric_params, metric_variant in bar:
@@ -217,19 +234,15 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             if dry_run:  # counts what a real run would compute
                 written += 1
                 continue
-            extra: dict[str, Any] = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None,
-                                     "target_rule": "prediction", "n_requested": n, "n_used": len(x),
-                                     "device": str(dev), "metric_variant": metric_variant,
-                                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
-                                     **({"study": study} if study else {})}
+            extra = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None, "target_rule": "prediction",
+                     "n_requested": n, "n_used": len(x), "device": str(dev), "metric_variant": metric_variant,
+                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
+                     **({"study": study} if study else {})}
             maps = None
-            if interp:
-                if interp not in loaded:
-                    loaded[interp] = maps_for(run, model, data, interp, hparams.get(interp, {}), n, dev, batch_size,
-                                              progress=False, examples=examples)
-                maps, info = loaded[interp]
-                extra.update(interp_hparams=info["interp_hparams"], interp_backend=info["backend"],
-                             maps_file=info["maps_file"], interp_seconds_per_image=info["seconds_per_image"])
+            if interp:  # maps of each interpreter, read (or computed) once per run
+                maps, info = loaded.get(interp) or loaded.setdefault(interp, maps_for(
+                    run, model, data, interp, hparams.get(interp, {}), n, dev, batch_size, False, examples))
+                extra.update(_map_fields(info))
             t0 = time.perf_counter()
             scores, details = score_metric(metric, model, x, y, maps, batch_size,
                                            explain=interps[interp].attribute if metric.needs_explainer else None)

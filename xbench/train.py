@@ -245,22 +245,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
     diverged_at = None
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
-        model.train()
-        sums, n = engine.new_sums(), 0  # summed loss and correct predictions, on the device: no sync per step
-        bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=(None if progress is None else not progress) or not engine.writes, file=sys.stderr)
-        for i, (x, y, n_global) in enumerate(engine.batches(epoch)):
-            with engine.autocast():
-                loss, logits = engine.loss(objective, x, y)  # the batch's loss, in one place (logits it trained on)
-                if config.dbort is not None:
-                    loss = loss + dbort_loss(logits, *config.dbort)
-                if config.l1:
-                    loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
-            engine.step(opt, loss, epoch * steps + i, y, n_global)
-            engine.accumulate(sums, loss, logits, y)
-            n += n_global
-            bar.update()
-        bar.close()
+        sums, n = _train_epoch(config, engine, objective, model, opt, epoch, steps, progress)
         loss_mean, train_acc, finite = engine.epoch_totals(model, sums, n)  # one sync (and one all-reduce)
         if not finite:
             # Keep the checkpoint of the last finite epoch; training on would only write NaN weights.
@@ -281,6 +266,28 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             "epochs": len(log), "heldout_acc": last.get("heldout_acc", float("nan")),
             "ortho_error": last.get("ortho_error", float("nan")), "run_dir": str(run_dir),
             "resumed_from": start, "diverged_at": diverged_at}
+
+
+def _train_epoch(config: TrainConfig, engine: Engine, objective, model, opt, epoch: int, steps: int,
+                 progress: bool | None):
+    """One epoch of steps; (summed loss and correct predictions on the device, examples seen): no sync per step."""
+    model.train()
+    sums, n = engine.new_sums(), 0
+    bar = tqdm(total=steps, desc=f"{config.run_id} epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=(None if progress is None else not progress) or not engine.writes, file=sys.stderr)
+    for i, (x, y, n_global) in enumerate(engine.batches(epoch)):
+        with engine.autocast():
+            loss, logits = engine.loss(objective, x, y)  # the batch's loss, in one place (logits it trained on)
+            if config.dbort is not None:
+                loss = loss + dbort_loss(logits, *config.dbort)
+            if config.l1:
+                loss = loss + config.l1 * sum(w.abs().sum() for _, w in constrained_weights(model))
+        engine.step(opt, loss, epoch * steps + i, y, n_global)
+        engine.accumulate(sums, loss, logits, y)
+        n += n_global
+        bar.update()
+    bar.close()
+    return sums, n
 
 
 def _as_list(value: str | int | Iterable) -> list:

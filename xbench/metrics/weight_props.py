@@ -42,7 +42,7 @@ class WeightSparsity(Metric):
         constrained_or_fail(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
-        constrained_or_fail(model, self.registry_name)
+        self.fits(model)
         out = {k: [] for k in self.scores}
         self.layer_names = []
         for name, w in constrained_weights(model):
@@ -81,7 +81,7 @@ class Disentanglement(Metric):
         constrained_or_fail(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
-        constrained_or_fail(model, self.registry_name)
+        self.fits(model)
         out = {k: [] for k in self.scores}
         self.layer_names, hists = [], []
         for name, w in constrained_weights(model):

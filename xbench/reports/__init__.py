@@ -44,6 +44,27 @@ def _side(results_dir: Path, rel: str | float | None) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
+def _curve_figures(d: pd.DataFrame, results_dir: Path, fig_dir: Path, model: str, dataset: str) -> dict[str, Path]:
+    """Deletion and insertion curves of one model · dataset, a panel per interpreter, a line per optimizer."""
+    from . import figures as F
+
+    out, tag = {}, f"{model} · {dataset}"
+    for metric, ylabel in (("deletion", "score while deleting"), ("insertion", "score while inserting")):
+        sub = d[(d["metric"] == metric) & (d["score"] == metric)]
+        panels: dict[str, dict[str, np.ndarray]] = {}
+        fractions: dict[str, np.ndarray] = {}
+        for (interp, opt), g in sub.groupby(["interpreter", "optimizer"], sort=True):
+            curves = [s["detail__curves"] for s in (_side(results_dir, f) for f in g["scores_file"]) if s]
+            if curves:
+                panels.setdefault(interp, {})[opt] = np.concatenate(curves)
+                fractions[interp] = _side(results_dir, g["scores_file"].iloc[0])["detail__fractions"]
+        if panels:
+            out[f"{metric.capitalize()} curves, {tag}"] = F.curve_panels(
+                panels, fractions, fig_dir / f"{_slug(metric, model, dataset)}.png",
+                f"{metric} curves · {tag} (mean ± std over images and seeds)", ylabel)
+    return out
+
+
 def _figures(df: pd.DataFrame, results_dir: Path, fig_dir: Path) -> dict[str, Path]:
     """Every figure the data allows; keys are captions."""
     from . import figures as F
@@ -51,19 +72,7 @@ def _figures(df: pd.DataFrame, results_dir: Path, fig_dir: Path) -> dict[str, Pa
     out: dict[str, Path] = {}
     for (model, dataset), d in df.groupby(["model", "dataset"], sort=True):
         tag = f"{model} · {dataset}"
-        for metric, ylabel in (("deletion", "score while deleting"), ("insertion", "score while inserting")):
-            sub = d[(d["metric"] == metric) & (d["score"] == metric)]
-            panels: dict[str, dict[str, np.ndarray]] = {}
-            fractions: dict[str, np.ndarray] = {}
-            for (interp, opt), g in sub.groupby(["interpreter", "optimizer"], sort=True):
-                curves = [s["detail__curves"] for s in (_side(results_dir, f) for f in g["scores_file"]) if s]
-                if curves:
-                    panels.setdefault(interp, {})[opt] = np.concatenate(curves)
-                    fractions[interp] = _side(results_dir, g["scores_file"].iloc[0])["detail__fractions"]
-            if panels:
-                out[f"{metric.capitalize()} curves, {tag}"] = F.curve_panels(
-                    panels, fractions, fig_dir / f"{_slug(metric, model, dataset)}.png",
-                    f"{metric} curves · {tag} (mean ± std over images and seeds)", ylabel)
+        out.update(_curve_figures(d, results_dir, fig_dir, model, dataset))
         maps = d[d["maps_file"].notna()] if "maps_file" in d else d.iloc[0:0]
         for opt, g in maps.sort_values("seed").groupby("optimizer", sort=True):
             grids = [(Path(f).parent / "grid.png", seed) for f, seed in zip(g["maps_file"], g["seed"])]
