@@ -52,15 +52,53 @@ import json, sys, time, numpy as np, torch, quantus
 state = torch.load(sys.argv[1], weights_only=False)
 model = state["model"].eval()
 x, maps, y, step = state["x"].numpy(), state["maps"].numpy()[:, None], state["y"].numpy(), state["step"]
-metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline="black", return_auc_per_sample=False,
+metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline=state.get("baseline", "black"),
+                               return_auc_per_sample=False,
                                abs=False, normalise=False, disable_warnings=True, display_progressbar=False)
 t = time.perf_counter()
-curves = metric(model=model, x_batch=x, y_batch=y, a_batch=maps, device="cpu", batch_size=256, softmax=True,
+curves = metric(model=model, x_batch=x, y_batch=y, a_batch=maps, device="cpu", batch_size=state.get("batch", 256),
+                softmax=True,
                 channel_first=True)
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "curves": np.asarray(curves, dtype=float).tolist(),
                   "numpy": np.__version__, "quantus": quantus.__version__}))
 """
+
+
+def quantus_224(model, space, x, device, step: int) -> list[str]:
+    """Lines of the side-by-side at 3×H×W: our deletion (zero substrate, ``step`` whole pixels per step) against
+    Quantus PixelFlipping (baseline 0.0 = the same zero substrate, softmax of the clean prediction, same order).
+
+    Quantus ranks channel values (the map broadcast over channels), so ``features_in_step=step`` flips a third of a
+    whole-pixel step: 3× the points and the forward passes for the same whole-pixel curve, whose points are
+    Quantus's every third one. The map is a random permutation (no ties: argsort orders agree without a tie-break).
+    """
+    n, c, h, w = x.shape
+    g = torch.Generator().manual_seed(3)
+    maps = torch.stack([torch.randperm(h * w, generator=g) for _ in range(n)]).float().view(n, h, w) / (h * w)
+    dele = create_metric("deletion", space, substrate="zero", step=step)
+    ours, _ = timed(lambda: dele(model, x, None, maps.to(device)), device)
+    with torch.no_grad():
+        cls = model(x).argmax(1)
+    q, why = run_quantus(QUANTUS_CODE, {"model": model.cpu(), "x": x.cpu(), "maps": maps, "y": cls.cpu(),
+                                        "step": step, "baseline": 0.0, "batch": n})
+    model.to(device)
+    if q is None:
+        return [f"Quantus: {why}"]
+    qc = torch.tensor(q["curves"])  # [n, c·h·w/step]
+    oc = torch.from_numpy(dele.details["curves"])  # [n, h·w/step + 1], clean point first
+    diff = float((qc[:, c - 1::c] - oc[:, 1:]).abs().max())
+    ours_pts, q_pts = oc.shape[1], qc.shape[1]
+    return [f"Quantus {q['quantus']} PixelFlipping vs xbench deletion (zero substrate, softmax of the clean "
+            f"prediction), {n} images {c}×{h}×{w}, steps of {step} pixels; {device} for ours, CPU for Quantus",
+            "| | curve points | forward passes (images) | total s | ms per curve point | ratio |",
+            "|---|---|---|---|---|---|",
+            f"| xbench deletion | {ours_pts} (clean + {ours_pts - 1} whole-pixel steps) | {n * (ours_pts + 1)} | "
+            f"{ours:.2f} | {1000 * ours / (n * ours_pts):.0f} | 1.00 |",
+            f"| Quantus PixelFlipping | {q_pts} ({step} channel values each) | {n * q_pts} | {q['seconds']:.2f} | "
+            f"{1000 * q['seconds'] / (n * q_pts):.0f} | total **{q['seconds'] / ours:.2f}×**, per point "
+            f"**{(q['seconds'] / q_pts) / (ours / ours_pts):.2f}×** |",
+            f"max |curve difference| at the {ours_pts - 1} whole-pixel points (Quantus's points {c}, {2 * c}, …): {diff:.2e}"]
 
 
 def main() -> None:

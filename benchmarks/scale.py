@@ -1,7 +1,7 @@
 """Interpreters and metrics at ImageNet scale: the Table-3 matrix on tv:resnet18 at 3×224², deletion + insertion ÷
 the bare forward passes they need, XRAI's time split, and evaluate at 2 processes ÷ 1 (torchrun, gloo).
 
-    python benchmarks/scale.py [--device auto] [--images 4] [--full]
+    python benchmarks/scale.py [--device auto] [--images 4] [--full] [--quantus-images 8] [--parts ...]
 
 Random weights (speed does not depend on training). Without ``--full`` the interpreters run at reduced settings
 so that the whole script fits a few CPU minutes (printed with the table); ``--full`` uses every default and
@@ -29,11 +29,12 @@ from xbench.models import create_model
 from xbench.train import resolve_device
 
 from _timing import timed
-from perturbation import ours_vs_bare
+from perturbation import ours_vs_bare, quantus_224
 
 REDUCED = {"ig": {"n_steps": 16}, "rise": {"n_masks": 256}, "xrai": {"steps": 16},
            "guided_ig": {"x_steps": 10}, "sat": {"k": 16}}
 STEP = 224 * 8  # 28 curve points of 1,792 pixels
+PARTS = ("matrix", "bare", "quantus", "xrai", "evaluate")
 
 
 def matrix(model, x, device, settings) -> list[tuple]:
@@ -97,7 +98,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="every interpreter at its defaults, 32 images")
     ap.add_argument("--eval-n", type=int, default=128, help="held-out images for the evaluate scaling run")
+    ap.add_argument("--quantus-images", type=int, default=8, help="images for the Quantus side by side (the "
+                    "issue's setting: 32; Quantus runs 3× the forward passes, about 1 CPU-minute per image here)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     device = resolve_device(args.device)
     n = 32 if args.full else args.images
     settings = {} if args.full else REDUCED
@@ -106,22 +111,27 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     x = IMAGENET_SPACE.to_input(torch.rand(n, 3, 224, 224, generator=g).to(device))
     print(f"tv:resnet18 (random weights), 3x224x224, {n} images, {device}; settings: {settings or 'defaults'}")
-    print("| interpreter | maps s/img | + deletion s/img | + insertion s/img |\n|---|---|---|---|")
-    for name, *cells in matrix(model, x, device, settings):
-        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    if "matrix" in parts:
+        print("| interpreter | maps s/img | + deletion s/img | + insertion s/img |\n|---|---|---|---|")
+        for name, *cells in matrix(model, x, device, settings):
+            print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     maps = torch.rand(n, 224, 224, generator=g).to(device)
-    ours, bare, _, pts = ours_vs_bare(model, IMAGENET_SPACE, x, maps, device, step=STEP)
-    print(f"\ndeletion + insertion, {pts} points per curve: ours {ours:.2f} s, bare forwards {bare:.2f} s, "
-          f"ours ÷ bare **{ours / bare:.2f}** (target ≤ 1.10)")
-    seg, rest = xrai_split(model, x, device)
-    print(f"XRAI ({REDUCED['xrai']}): segmentation {seg:.0f} ms/image (cold, joblib workers), "
-          f"the rest {rest:.0f} ms/image (segments cached)")
-    if device.type == "cpu":
+    if "bare" in parts:
+        ours, bare, _, pts = ours_vs_bare(model, IMAGENET_SPACE, x, maps, device, step=STEP)
+        print(f"\ndeletion + insertion, {pts} points per curve: ours {ours:.2f} s, bare forwards {bare:.2f} s, "
+              f"ours ÷ bare **{ours / bare:.2f}** (target ≤ 1.10)")
+    if "quantus" in parts and args.quantus_images > 0:
+        xq = IMAGENET_SPACE.to_input(torch.rand(args.quantus_images, 3, 224, 224, generator=g).to(device))
+        print("\n" + "\n".join(quantus_224(model, IMAGENET_SPACE, xq, device, STEP)))
+    if "xrai" in parts:
+        seg, rest = xrai_split(model, x, device)
+        print(f"XRAI ({REDUCED['xrai']}): segmentation {seg:.0f} ms/image (cold, joblib workers), "
+              f"the rest {rest:.0f} ms/image (segments cached)")
+    if "evaluate" in parts and device.type == "cpu":
         one, two = evaluate_scaling(args.eval_n)
         print(f"evaluate lenet · mnist10k, cam,sat,ig × deletion,insertion, n={args.eval_n}: 1 process {one:.1f} s, "
               f"2 processes (torchrun, gloo) {two:.1f} s, 2 ÷ 1 = **{two / one:.2f}** (whole commands, start-up "
               f"included; {os.cpu_count()} CPU cores)")
-
 
 if __name__ == "__main__":
     main()
