@@ -106,6 +106,22 @@ def test_perturbation_equals_the_plain_loop(setting, mode, step):
         assert abs(float(auc[i]) - np.trapezoid(curve, frac)) < 1e-6
 
 
+@pytest.mark.parametrize("name", ["deletion", "insertion", "srg"])
+def test_curve_points_that_change_nothing_reuse_the_clean_pass(setting, name):
+    """The clean image goes through the model once per image (the pass that fixes the class), not again as a
+    curve point: B + B·K·(P − 1) inputs for K orders of P points."""
+    model, space, x, y, maps = setting
+    seen = []
+    hook = model.register_forward_pre_hook(lambda mod, args: seen.append(len(args[0])))
+    try:
+        metric = create_metric(name, space, step=98)  # 784 / 98: P = 9 points
+        metric(model, x, y, maps)
+    finally:
+        hook.remove()
+    k = 2 if name == "srg" else 1
+    assert sum(seen) == len(x) * (1 + k * 8)
+
+
 def test_upstream_variant_normalises_by_the_clean_logit_and_averages(setting):
     model, space, x, y, maps = setting
     metric = create_metric("deletion", space, step=50, score="logit_normalized", auc="mean")

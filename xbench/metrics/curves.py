@@ -35,38 +35,55 @@ def ranks(maps: torch.Tensor, orders: tuple[str, ...]) -> torch.Tensor:
 
 def tracked_scores(model, batch: torch.Tensor, cls: torch.Tensor, score: str) -> torch.Tensor:
     """[N] score of class ``cls`` [N]: softmax probability or raw logit."""
-    out = model(batch)
+    return score_of(model(batch), cls, score)
+
+
+def score_of(out: torch.Tensor, cls: torch.Tensor, score: str) -> torch.Tensor:
+    """[N] score of class ``cls`` [N] in model outputs ``out`` [N, classes]."""
     if score == "softmax":
         out = out.softmax(1)
     return out.gather(1, cls[:, None])[:, 0]
+
+
+def unchanged(counts: torch.Tensor, hw: int, invert: bool) -> torch.Tensor:
+    """[P] bool: the curve points that change no pixel (their input is the clean image itself)."""
+    return counts >= hw if invert else counts <= 0
 
 
 Fill = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]  # (x [m,C,H,W], changed [m,Q,1,H,W]) → [m,Q,C,H,W]
 
 
 def run_curves(model, x: torch.Tensor, cls: torch.Tensor, rank: torch.Tensor, counts: torch.Tensor, fill: Fill,
-               score: str, batch_size: int, invert: bool = False) -> torch.Tensor:
+               score: str, batch_size: int, invert: bool = False, clean: torch.Tensor | None = None) -> torch.Tensor:
     """Scores [B, K, P] of class ``cls`` at every point of every curve.
 
     ``rank`` [B, K, H·W]; ``counts`` [P] pixels changed at each point; changed = (rank < count), or its complement
     with ``invert`` (insertion: the pixels not yet put back take the substrate). ``fill(x, changed, sl)`` builds the
-    inputs of images ``sl``.
+    inputs of images ``sl``. ``clean`` [B]: the scores of the clean images, already known from the pass that fixed
+    ``cls``; given, the points that change no pixel take them instead of going through the model again (and
+    ``fill`` gets only the other points, in order).
     """
     b, c, h, w = x.shape
     k, n_points = rank.shape[1], len(counts)
-    thresholds = counts.to(device=x.device, dtype=torch.int32).view(1, 1, n_points, 1, 1, 1)
+    live = torch.ones(n_points, dtype=torch.bool, device=counts.device)
     out = torch.empty(b, k, n_points, device=x.device)
-    per_pass = max(1, inputs_per_pass(batch_size, (c, h, w)) // (k * n_points))  # whole images per pass
+    if clean is not None:
+        live = ~unchanged(counts, h * w, invert)
+        out[:, :, ~live.to(x.device)] = clean.to(out.dtype)[:, None, None]
+    thresholds = counts[live].to(device=x.device, dtype=torch.int32).view(1, 1, -1, 1, 1, 1)
+    n_live = thresholds.shape[2]
+    live = live.to(x.device)
+    per_pass = max(1, inputs_per_pass(batch_size, (c, h, w)) // max(1, k * n_live))  # whole images per pass
     with torch.no_grad():
-        for s in range(0, b, per_pass):
+        for s in range(0, b if n_live else 0, per_pass):
             sl = slice(s, s + per_pass)
             m = min(per_pass, b - s)
-            changed = rank[sl].view(m, k, 1, 1, h, w) < thresholds  # [m, K, P, 1, H, W]
+            changed = rank[sl].view(m, k, 1, 1, h, w) < thresholds  # [m, K, P live, 1, H, W]
             if invert:
                 changed = ~changed
             batch = fill(x[sl], changed.flatten(1, 2), sl).flatten(0, 1)
-            cl = cls[sl, None].expand(m, k * n_points).reshape(-1)
-            out[sl] = tracked_scores(model, batch, cl, score).view(m, k, n_points)
+            cl = cls[sl, None].expand(m, k * n_live).reshape(-1)
+            out[sl, :, live] = tracked_scores(model, batch, cl, score).view(m, k, n_live)
     return out
 
 

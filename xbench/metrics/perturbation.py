@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from ..settings import Setting
 from . import imputation
 from .base import METRICS, Metric
-from .curves import ORDER_TEXT, ORDERS, auc, imputed_fill, pixel_order, ranks, run_curves, substrate_fill
+from .curves import (ORDER_TEXT, ORDERS, auc, imputed_fill, pixel_order, ranks, run_curves, score_of,
+                     substrate_fill, unchanged)
 
 __all__ = ["blur", "gaussian_kernel", "pixel_order", "SUBSTRATES"]
 
@@ -95,24 +96,32 @@ class CurveMetric(Metric):
             return x.mean((2, 3), keepdim=True).expand_as(x).clone()
         return self.space.constant(0.0, x)
 
-    def fill(self, x: torch.Tensor, n_inputs: int):
-        """What changed pixels become, for ``n_inputs`` inputs per image (the noise field has one per input)."""
+    def fill(self, x: torch.Tensor, n_inputs: int, live: torch.Tensor | None = None):
+        """What changed pixels become, for ``n_inputs`` inputs per image (the noise field has one per input; ``live``
+        [n_inputs] bool: the inputs that are built, each keeping its own noise)."""
         p = self.params
         if p["substrate"] != "noisy_linear":
             return substrate_fill(self.substrate(x), [])
         key = ((n_inputs, *x.shape[1:]), x.device, x.dtype)
         if getattr(self, "_noise", (None,))[0] != key:  # drawn once per shape, reused by every batch
             self._noise = (key, imputation.noise_field(key[0], p["noise"], p["noise_seed"], x.device, x.dtype))
-        return imputed_fill(self._noise[1], p["cg_tol"], p["cg_iters"])
+        noise = self._noise[1]
+        if noise is not None and live is not None:
+            noise = noise[live.to(noise.device)]
+        return imputed_fill(noise, p["cg_tol"], p["cg_iters"])
 
     def run(self, model, x, maps, orders, counts, invert=False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scores [B, K, P] for the K orders, tracked classes [B])."""
-        with torch.no_grad():
-            cls = model(x).argmax(1)
-        rank = ranks(maps.to(x.device), orders)
-        fill = self.fill(x, len(orders) * len(counts))
+        """(scores [B, K, P] for the K orders, tracked classes [B]). The pass that fixes the tracked classes also
+        scores the points that change no pixel (the clean image)."""
         score = "logit" if self.params["score"] == "logit_normalized" else self.params["score"]
-        return run_curves(model, x, cls, rank, counts, fill, score, self.params["batch_size"], invert), cls
+        with torch.no_grad():
+            out = model(x)
+            cls = out.argmax(1)
+            clean = score_of(out, cls, score)
+        rank = ranks(maps.to(x.device), orders)
+        live = ~unchanged(counts, x.shape[2] * x.shape[3], invert)
+        fill = self.fill(x, len(orders) * len(counts), live.repeat(len(orders)))
+        return run_curves(model, x, cls, rank, counts, fill, score, self.params["batch_size"], invert, clean), cls
 
 
 class _Perturbation(CurveMetric):
