@@ -28,7 +28,7 @@ def ours_vs_bare(model, space, x, maps, device, step=None):
     metrics = [create_metric(m, space, step=step) for m in ("deletion", "insertion")]
     ours, _ = timed(lambda: [m(model, x, None, maps) for m in metrics], device)
     n_points = metrics[0].protocol(tuple(x.shape[1:]))["n_points"]
-    per_pass = inputs_per_pass(metrics[0].params["batch_size"], tuple(x.shape[1:]))
+    per_pass = inputs_per_pass(metrics[0].params["batch_size"], tuple(x.shape[1:]), x.device)
     images = max(1, per_pass // n_points)  # the metric scores whole images per pass, as many as fit
     size = images * n_points
     total = len(x) * n_points
@@ -81,7 +81,7 @@ def quantus_224(model, space, x, device, step: int) -> list[str]:
     with torch.no_grad():
         cls = model(x).argmax(1)
     q, why = run_quantus(QUANTUS_CODE, {"model": model.cpu(), "x": x.cpu(), "maps": maps, "y": cls.cpu(),
-                                        "step": step, "baseline": 0.0, "batch": n})
+                                        "step": step, "baseline": 0.0, "batch": n}, threads=torch.get_num_threads())
     model.to(device)
     if q is None:
         return [f"Quantus: {why}"]
@@ -90,10 +90,11 @@ def quantus_224(model, space, x, device, step: int) -> list[str]:
     diff = float((qc[:, c - 1::c] - oc[:, 1:]).abs().max())
     ours_pts, q_pts = oc.shape[1], qc.shape[1]
     return [f"Quantus {q['quantus']} PixelFlipping vs xbench deletion (zero substrate, softmax of the clean "
-            f"prediction), {n} images {c}×{h}×{w}, steps of {step} pixels; {device} for ours, CPU for Quantus",
+            f"prediction), {n} images {c}×{h}×{w}, steps of {step} pixels; {device} for ours, CPU for Quantus, "
+            f"{torch.get_num_threads()} threads",
             "| | curve points | forward passes (images) | total s | ms per curve point | ratio |",
             "|---|---|---|---|---|---|",
-            f"| xbench deletion | {ours_pts} (clean + {ours_pts - 1} whole-pixel steps) | {n * (ours_pts + 1)} | "
+            f"| xbench deletion | {ours_pts} (clean + {ours_pts - 1} whole-pixel steps) | {n * ours_pts} | "
             f"{ours:.2f} | {1000 * ours / (n * ours_pts):.0f} | 1.00 |",
             f"| Quantus PixelFlipping | {q_pts} ({step} channel values each) | {n * q_pts} | {q['seconds']:.2f} | "
             f"{1000 * q['seconds'] / (n * q_pts):.0f} | total **{q['seconds'] / ours:.2f}×**, per point "

@@ -16,6 +16,10 @@ import torch
 # insertion curves, RISE masks) stop at this as well as at their input count: at 3×224×224 a 2,048-input pass is
 # 1.2 GB and runs slower than the same work in passes of ~200 (measured in benchmarks/perturbation.py).
 PASS_ELEMENTS = 1 << 25
+# On a CPU, passes past a few dozen 3×224×224 inputs run slower per input (activations leave the caches): tv:resnet18,
+# one thread, 46 ms per input in passes of 8, 48 in passes of 28, 62 in passes of 116–232 (benchmarks/scale.py).
+# Callers that say their device get this smaller bound there (28² inputs stay bounded by their input count).
+CPU_PASS_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class InputSpace:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-def inputs_per_pass(limit: int, example_shape: tuple[int, ...]) -> int:
-    """How many inputs of ``example_shape`` (C,H,W) one model pass takes: at most ``limit`` and PASS_ELEMENTS values."""
-    return max(1, min(int(limit), PASS_ELEMENTS // max(1, prod(example_shape))))
+def inputs_per_pass(limit: int, example_shape: tuple[int, ...], device: torch.device | None = None) -> int:
+    """How many inputs of ``example_shape`` (C,H,W) one model pass takes: at most ``limit`` and PASS_ELEMENTS values
+    (CPU_PASS_ELEMENTS on a CPU ``device``)."""
+    budget = CPU_PASS_ELEMENTS if device is not None and torch.device(device).type == "cpu" else PASS_ELEMENTS
+    return max(1, min(int(limit), budget // max(1, prod(example_shape))))

@@ -73,7 +73,7 @@ def run_curves(model, x: torch.Tensor, cls: torch.Tensor, rank: torch.Tensor, co
     thresholds = counts[live].to(device=x.device, dtype=torch.int32).view(1, 1, -1, 1, 1, 1)
     n_live = thresholds.shape[2]
     live = live.to(x.device)
-    per_pass = max(1, inputs_per_pass(batch_size, (c, h, w)) // max(1, k * n_live))  # whole images per pass
+    per_pass = max(1, inputs_per_pass(batch_size, (c, h, w), x.device) // max(1, k * n_live))  # whole images
     with torch.no_grad():
         for s in range(0, b if n_live else 0, per_pass):
             sl = slice(s, s + per_pass)
