@@ -123,3 +123,9 @@ def test_inputs_per_pass_caps_count_and_values():
     assert inputs_per_pass(2048, (1, 28, 28)) == 2048  # small inputs: the count cap
     assert inputs_per_pass(2048, (3, 224, 224)) == PASS_ELEMENTS // (3 * 224 * 224)  # large inputs: the value cap
     assert inputs_per_pass(2048, (3, 10_000, 10_000)) == 1  # never zero
+    from xbench.space import CPU_PASS_ELEMENTS
+
+    cpu = torch.device("cpu")
+    assert inputs_per_pass(2048, (3, 224, 224), cpu) == CPU_PASS_ELEMENTS // (3 * 224 * 224)  # smaller on a CPU
+    assert inputs_per_pass(2048, (1, 28, 28), cpu) == 2048
+    assert inputs_per_pass(2048, (3, 224, 224), torch.device("meta")) == PASS_ELEMENTS // (3 * 224 * 224)
