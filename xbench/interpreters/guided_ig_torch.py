@@ -39,6 +39,7 @@ def guided_ig(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target:
     l1_total = diff.abs().sum(1)
     attr = torch.zeros_like(xi)
     moving = diff != 0
+    diff_safe = torch.where(moving, diff, 1.0)  # the divisor of a feature's position on the straight path
     k = int(fraction * (xi.shape[1] - 1)) + 1  # numpy quantile 'lower': the element at floor(q·(n − 1))
     for step in range(steps):
         grad_actual = _grad(model, xc.view(shape), target, dtype).flatten(1)
@@ -50,13 +51,14 @@ def guided_ig(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target:
         active = l1_total > 0
         while bool(active.any()):
             x_old = xc.clone()
-            x_alpha = torch.where(moving, (xc - xb) / torch.where(moving, diff, 1.0), a_max)
+            x_alpha = torch.where(moving, (xc - xb) / diff_safe, a_max)
             xc = torch.where(active[:, None] & (x_alpha < a_min), x_min, xc)
             l1_current = (xc - xi).abs().sum(1)
             close = _isclose(l1_target, l1_current)
             grad = torch.where(xc == x_max, torch.inf, grad)
-            threshold = grad.abs().kthvalue(k, dim=1, keepdim=True).values
-            sel = (grad.abs() <= threshold) & (grad != torch.inf)
+            g_abs = grad.abs()
+            threshold = g_abs.kthvalue(k, dim=1, keepdim=True).values
+            sel = (g_abs <= threshold) & (grad != torch.inf)
             l1_s = ((xc - x_max).abs() * sel).sum(1)
             gamma = torch.where(l1_s > 0, (l1_current - l1_target) / torch.where(l1_s > 0, l1_s, 1.0), torch.inf)
             move = (active & ~close)[:, None] & sel
