@@ -4,7 +4,8 @@ A curve is a pixel ranking (0 = changed first) and a list of pixel counts; point
 rank < counts[p]. ``order="morf"`` ranks by descending saliency, ``"lerf"`` by ascending saliency (= MoRF on the
 negated map), both with the stable tie-break lower pixel index first. Several curves of one image (MoRF and LeRF
 for srg and road) are built and scored in the same passes: every point of every curve of as many whole images as
-fit in the input budget goes through the model at once. ``fill`` says what changed pixels become: a fixed substrate
+fit in the input budget goes through the model at once; a point that changes no pixel is the clean image, whose
+score the pass that fixed the tracked class already gave. ``fill`` says what changed pixels become: a fixed substrate
 image (zero, blur, mean, black) or the noisy-linear imputation of the unchanged pixels (``imputation.impute``).
 """
 from __future__ import annotations
