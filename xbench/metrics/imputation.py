@@ -8,9 +8,16 @@ the removed ones. Per image and channel that is a sparse linear system over the 
 
 the system ROAD's ``NoisyLinearImputer`` builds with ``scipy.sparse`` and solves with ``spsolve`` one image at a time
 on the CPU. The matrix is symmetric and positive definite whenever each hole touches a kept pixel, so here it is
-solved for every image, channel and curve point of a pass at once with Jacobi-preconditioned conjugate gradients:
-the operator is one depthwise 3×3 convolution, the CG scalars are per (image, channel) — nothing is batch-global. A
-hole with no kept neighbour at all (everything removed) has a zero right-hand side and stays at 0 (+ noise).
+solved for every image, channel and curve point of a pass at once with conjugate gradients; the CG scalars and the
+stopping test are per (image, channel) system — nothing is batch-global — and converged systems leave the batch.
+
+Plain (Jacobi) CG needs about as many iterations as a hole is wide (hundreds for the large holes of MoRF on a smooth
+map at 224²), so CG is preconditioned with one geometric multigrid V-cycle: a 2×2 coarser grid per level down to
+~8 pixels, coarse unknowns where all four children are removed, bilinear prolongation P with restriction Pᵀ, the same
+stencil re-discretised on each level, one damped-Jacobi sweep before and after. The V-cycle is a symmetric positive
+definite operator, so CG stays exact (the answer is the same system's), and the iteration count stays ~10–20 from
+28² to 224². No library offers a batched, masked multigrid on torch tensors (pyamg is per matrix on the CPU), hence
+this module.
 """
 from __future__ import annotations
 
@@ -29,48 +36,150 @@ SETTINGS = {"noise": Setting(0.01, "noisy_linear: std of the Gaussian noise adde
                               range="(0, 1)"),
             "cg_iters": Setting(2000, "noisy_linear: most CG iterations", range="[1, inf)")}
 
+OMEGA = 1.0      # damped Jacobi: the stencil's D⁻¹A has its spectrum in [0, 4/3], so any ω < 1.5 converges
+COARSEST = 4     # stop coarsening below this many pixels on a side
+COARSE_SWEEPS = 8
+INNER_TOL = 1e-3  # relative residual of each correction solve
+REFINEMENTS = 6
+
 
 def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
-    """Σ_j w_ij·u_j per channel, zero padding (outside neighbours are absent).
+    """Σ_j w_ij·u_j per channel, neighbours outside the image absent.
 
-    The kernel is (1/12)·([1,2,1]ᵀ[1,2,1] − 4δ): two separable 3-tap passes (cheaper than a depthwise conv on
-    CPUs).
+    The kernel is (1/12)·([1,2,1]ᵀ[1,2,1] − 4δ): two separable 3-tap passes written as in-place slice adds (3× faster
+    than padding and 5–15× faster than a depthwise conv on CPUs).
     """
-    v = F.pad(u, (1, 1, 1, 1))
-    a = v[..., :-2, :] + 2 * v[..., 1:-1, :] + v[..., 2:, :]
-    return (a[..., :-2] + 2 * a[..., 1:-1] + a[..., 2:] - 4 * u) / 12
+    a = u * 2
+    a[..., 1:, :] += u[..., :-1, :]
+    a[..., :-1, :] += u[..., 1:, :]
+    s = a * 2
+    s[..., 1:] += a[..., :-1]
+    s[..., :-1] += a[..., 1:]
+    return s.sub_(u, alpha=4).mul_(1 / 12)
+
+
+def _apply(u: torch.Tensor, r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """A·u = r ⊙ (d·u − N·u): the system's matrix on the unknowns ``r`` (1 where removed)."""
+    return r * (d * u - _neighbour_sum(u))
+
+
+def _prolong_1d(c: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Cell-centred linear interpolation along ``dim`` to ``n`` ≤ 2·size cells (weights 3/4, 1/4; zero outside)."""
+    c = c.movedim(dim, -1)
+    even, odd = c * 0.75, c * 0.75
+    even[..., 1:] += 0.25 * c[..., :-1]
+    odd[..., :-1] += 0.25 * c[..., 1:]
+    return torch.stack((even, odd), -1).flatten(-2)[..., :n].movedim(-1, dim)
+
+
+def _restrict_1d(f: torch.Tensor, dim: int) -> torch.Tensor:
+    """The exact transpose of ``_prolong_1d`` (an odd length gets a zero cell, the transpose of the crop)."""
+    f = f.movedim(dim, -1)
+    if f.shape[-1] % 2:
+        f = F.pad(f, (0, 1))
+    f = f.unflatten(-1, (-1, 2))
+    even, odd = f[..., 0], f[..., 1]
+    c = (even + odd) * 0.75
+    c[..., :-1] += 0.25 * even[..., 1:]
+    c[..., 1:] += 0.25 * odd[..., :-1]
+    return c.movedim(-1, dim)
+
+
+def _hierarchy(r: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(unknowns, d) per level, finest first; a coarse cell is unknown when all its in-image children are."""
+    levels = []
+    while True:
+        h, w = r.shape[-2:]
+        levels.append((r, _neighbour_sum(torch.ones(1, 1, h, w, dtype=r.dtype, device=r.device))))
+        if min(h, w) < 2 * COARSEST:
+            return levels
+        r = -F.max_pool2d(-r, 2, ceil_mode=True)
+
+
+def _vcycle(levels, f: torch.Tensor, level: int = 0) -> torch.Tensor:
+    """One symmetric V-cycle for A·e = f: Jacobi, coarse correction P·A_c⁻¹·Pᵀ, Jacobi (an SPD preconditioner)."""
+    r, d = levels[level]
+    e = OMEGA * f / d
+    if level == len(levels) - 1:
+        for _ in range(COARSE_SWEEPS - 1):
+            e += OMEGA * (f - _apply(e, r, d)) / d
+        return e
+    res = f - _apply(e, r, d)
+    coarse = _vcycle(levels, levels[level + 1][0] * _restrict_1d(_restrict_1d(res, -1), -2), level + 1)
+    h, w = f.shape[-2:]
+    e += r * _prolong_1d(_prolong_1d(coarse, -1, w), -2, h)
+    return e + OMEGA * (f - _apply(e, r, d)) / d
+
+
+def solve(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+    """u with A·u = b per system [S,1,H,W] (``r`` 1 on the unknowns), to ‖b − A·u‖ ≤ tol·‖b‖ per system.
+
+    Mixed-precision iterative refinement: the residual and u are kept in float64, each correction is solved in the
+    working precision (≥ float32) to INNER_TOL. Why: at 224² a large hole has a condition number ~1e5, and float32
+    CG stalls with a smooth error of ~1e-3 that no float32 residual can see; two or three float64 residuals bring it
+    to the float32 rounding of the exact answer for about the cost of one solve.
+    """
+    wide = torch.float32 if b.device.type == "mps" else torch.float64  # MPS has no float64
+    work = torch.promote_types(b.dtype, torch.float32)
+    b64, r64 = b.to(wide), r.to(wide)
+    d64 = _neighbour_sum(torch.ones(1, 1, *b.shape[-2:], dtype=wide, device=b.device))
+    u, res = torch.zeros_like(b64), b64.clone()
+    stop = (tol * b64.flatten(1).norm(dim=1)) ** 2
+    idx = torch.arange(len(b), device=b.device)
+    for _ in range(REFINEMENTS):
+        active = (res * res).sum((1, 2, 3)) > stop
+        idx, res, stop = idx[active], res[active], stop[active]
+        if not len(idx):
+            break
+        u[idx] += _pcg(res.to(work), r[idx].to(work), max(tol, INNER_TOL), max_iter).to(wide)
+        res = b64[idx] - _apply(u[idx], r64[idx], d64)
+    return u.to(b.dtype)
+
+
+def _pcg(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+    """Multigrid-preconditioned CG for A·u = b per system; a system stops when ‖residual‖ ≤ tol·‖b‖ and leaves the
+    batch, so easy systems (few removed pixels) do not pay for hard ones."""
+    out = torch.zeros_like(b)
+    idx = torch.arange(len(b), device=b.device)
+    levels = _hierarchy(r)
+    stop = (tol * b.flatten(1).norm(dim=1)) ** 2
+    u, res = torch.zeros_like(b), b.clone()
+    z = _vcycle(levels, res)
+    p, rz = z.clone(), (res * z).sum((1, 2, 3))
+    for _ in range(max_iter):
+        active = (res * res).sum((1, 2, 3)) > stop
+        if not bool(active.all()):
+            out[idx[~active]] = u[~active]
+            if not bool(active.any()):
+                return out
+            idx, u, res, p, rz, stop = (t[active] for t in (idx, u, res, p, rz, stop))
+            levels = [(lr[active], ld) for lr, ld in levels]
+        r_, d = levels[0]
+        ap = _apply(p, r_, d)
+        alpha = rz / (p * ap).sum((1, 2, 3)).clamp(min=1e-30)
+        u.add_(alpha.view(-1, 1, 1, 1) * p)
+        res.sub_(alpha.view(-1, 1, 1, 1) * ap)
+        z = _vcycle(levels, res)
+        rz_new = (res * z).sum((1, 2, 3))
+        p = z + (rz_new / rz.clamp(min=1e-30)).view(-1, 1, 1, 1) * p
+        rz = rz_new
+    out[idx] = u
+    return out
 
 
 def impute(x: torch.Tensor, removed: torch.Tensor, noise: torch.Tensor | None = None, tol: float = 1e-6,
-           max_iter: int = 2000, check_every: int = 8) -> torch.Tensor:
+           max_iter: int = 2000) -> torch.Tensor:
     """x [N,C,H,W] with pixels where ``removed`` [N,1,H,W] (bool) replaced by the linear imputation (+ ``noise``).
 
-    ``noise`` (broadcastable to x, already scaled) is added on the removed pixels only.
+    ``noise`` (broadcastable to x, already scaled) is added on the removed pixels only. A hole with no kept
+    neighbour at all (everything removed) has a zero right-hand side and stays at 0 (+ noise).
     """
+    n, c, h, w = x.shape
     r = removed.to(x.dtype).expand_as(x)
     kept = x * (1 - r)
-    d = _neighbour_sum(torch.ones_like(x[:1, :1])).clamp(min=1e-12)  # in-image neighbour weight per pixel
-    b = r * _neighbour_sum(kept)
-    u = torch.zeros_like(x)
-    res = b.clone()
-    z = res / d
-    p = z.clone()
-    rz = (res * z).sum((2, 3), keepdim=True)
-    stop = (tol * b.flatten(2).norm(dim=2)).view_as(rz) ** 2
-    for it in range(max_iter):
-        ap = r * (d * p - _neighbour_sum(p))
-        pap = (p * ap).sum((2, 3), keepdim=True)
-        alpha = torch.where(pap > 0, rz / pap.clamp(min=1e-30), torch.zeros_like(pap))
-        u.add_(alpha * p)
-        res.sub_(alpha * ap)
-        z = res / d
-        rz_new = (res * z).sum((2, 3), keepdim=True)
-        beta = torch.where(rz > 0, rz_new / rz.clamp(min=1e-30), torch.zeros_like(rz))
-        p = z + beta * p
-        rz = rz_new
-        if (it + 1) % check_every == 0 and bool(((res * res).sum((2, 3), keepdim=True) <= stop).all()):
-            break
-    out = kept + r * u
+    systems = r.reshape(n * c, 1, h, w)
+    b = systems * _neighbour_sum(kept.reshape(n * c, 1, h, w))
+    out = kept + r * solve(b, systems, tol, max_iter).view_as(x)
     if noise is not None:
         out = out + r * noise
     return out
