@@ -41,13 +41,14 @@ COARSEST = 4     # stop coarsening below this many pixels on a side
 COARSE_SWEEPS = 8
 INNER_TOL = 1e-3  # relative residual of each correction solve
 REFINEMENTS = 6
+CPU_CHUNK = 2 ** 20
 
 
-def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
-    """Σ_j w_ij·u_j per channel, neighbours outside the image absent.
+def _binomial_sum(u: torch.Tensor) -> torch.Tensor:
+    """Σ over the 3×3 neighbourhood with weights [1,2,1]ᵀ[1,2,1] (centre 4), pixels outside the image absent.
 
-    The kernel is (1/12)·([1,2,1]ᵀ[1,2,1] − 4δ): two separable 3-tap passes written as in-place slice adds (3× faster
-    than padding and 5–15× faster than a depthwise conv on CPUs).
+    Two separable 3-tap passes as in-place slice adds: 3× faster than padding and 5–15× faster than a depthwise conv
+    on CPUs.
     """
     a = u * 2
     a[..., 1:, :] += u[..., :-1, :]
@@ -55,21 +56,27 @@ def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
     s = a * 2
     s[..., 1:] += a[..., :-1]
     s[..., :-1] += a[..., 1:]
-    return s.sub_(u, alpha=4).mul_(1 / 12)
+    return s
 
 
-def _apply(u: torch.Tensor, r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """A·u = r ⊙ (d·u − N·u): the system's matrix on the unknowns ``r`` (1 where removed)."""
-    return r * (d * u - _neighbour_sum(u))
+def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
+    """Σ_j w_ij·u_j per channel (ROAD's weights; the kernel is ([1,2,1]ᵀ[1,2,1] − 4δ)/12)."""
+    return _binomial_sum(u).sub_(u, alpha=4).mul_(1 / 12)
+
+
+def _apply(u: torch.Tensor, r: torch.Tensor, dd: torch.Tensor) -> torch.Tensor:
+    """A·u = r ⊙ (d·u − N·u) = r ⊙ ((d + 1/3)·u − B·u/12) on the unknowns ``r``; ``dd`` is d + 1/3."""
+    return _binomial_sum(u).mul_(-1 / 12).addcmul_(dd, u).mul_(r)
 
 
 def _prolong_1d(c: torch.Tensor, dim: int, n: int) -> torch.Tensor:
     """Cell-centred linear interpolation along ``dim`` to ``n`` ≤ 2·size cells (weights 3/4, 1/4; zero outside)."""
     c = c.movedim(dim, -1)
-    even, odd = c * 0.75, c * 0.75
+    out = torch.empty(*c.shape[:-1], 2 * c.shape[-1], dtype=c.dtype, device=c.device)
+    even, odd = torch.mul(c, 0.75, out=out[..., 0::2]), torch.mul(c, 0.75, out=out[..., 1::2])
     even[..., 1:] += 0.25 * c[..., :-1]
     odd[..., :-1] += 0.25 * c[..., 1:]
-    return torch.stack((even, odd), -1).flatten(-2)[..., :n].movedim(-1, dim)
+    return out[..., :n].movedim(-1, dim)
 
 
 def _restrict_1d(f: torch.Tensor, dim: int) -> torch.Tensor:
@@ -77,38 +84,37 @@ def _restrict_1d(f: torch.Tensor, dim: int) -> torch.Tensor:
     f = f.movedim(dim, -1)
     if f.shape[-1] % 2:
         f = F.pad(f, (0, 1))
-    f = f.unflatten(-1, (-1, 2))
-    even, odd = f[..., 0], f[..., 1]
-    c = (even + odd) * 0.75
+    even, odd = f[..., 0::2], f[..., 1::2]
+    c = (even + odd).mul_(0.75)
     c[..., :-1] += 0.25 * even[..., 1:]
     c[..., 1:] += 0.25 * odd[..., :-1]
     return c.movedim(-1, dim)
 
 
-def _hierarchy(r: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(unknowns, d) per level, finest first; a coarse cell is unknown when all its in-image children are."""
+def _hierarchy(r: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(unknowns, d + 1/3, ω/d) per level, finest first; a coarse cell is unknown when all its in-image children
+    are."""
     levels = []
     while True:
-        h, w = r.shape[-2:]
-        levels.append((r, _neighbour_sum(torch.ones(1, 1, h, w, dtype=r.dtype, device=r.device))))
-        if min(h, w) < 2 * COARSEST:
+        d = _neighbour_sum(torch.ones(1, 1, *r.shape[-2:], dtype=r.dtype, device=r.device))
+        levels.append((r, d + 1 / 3, OMEGA / d))
+        if min(r.shape[-2:]) < 2 * COARSEST:
             return levels
         r = -F.max_pool2d(-r, 2, ceil_mode=True)
 
 
 def _vcycle(levels, f: torch.Tensor, level: int = 0) -> torch.Tensor:
     """One symmetric V-cycle for A·e = f: Jacobi, coarse correction P·A_c⁻¹·Pᵀ, Jacobi (an SPD preconditioner)."""
-    r, d = levels[level]
-    e = OMEGA * f / d
+    r, dd, inv = levels[level]
+    e = inv * f
     if level == len(levels) - 1:
         for _ in range(COARSE_SWEEPS - 1):
-            e += OMEGA * (f - _apply(e, r, d)) / d
+            e.addcmul_(_apply(e, r, dd).neg_().add_(f), inv)
         return e
-    res = f - _apply(e, r, d)
+    res = _apply(e, r, dd).neg_().add_(f)
     coarse = _vcycle(levels, levels[level + 1][0] * _restrict_1d(_restrict_1d(res, -1), -2), level + 1)
-    h, w = f.shape[-2:]
-    e += r * _prolong_1d(_prolong_1d(coarse, -1, w), -2, h)
-    return e + OMEGA * (f - _apply(e, r, d)) / d
+    e.addcmul_(r, _prolong_1d(_prolong_1d(coarse, -1, f.shape[-1]), -2, f.shape[-2]))
+    return e.addcmul_(_apply(e, r, dd).neg_().add_(f), inv)
 
 
 def solve(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
@@ -122,7 +128,7 @@ def solve(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.
     wide = torch.float32 if b.device.type == "mps" else torch.float64  # MPS has no float64
     work = torch.promote_types(b.dtype, torch.float32)
     b64, r64 = b.to(wide), r.to(wide)
-    d64 = _neighbour_sum(torch.ones(1, 1, *b.shape[-2:], dtype=wide, device=b.device))
+    dd64 = _neighbour_sum(torch.ones(1, 1, *b.shape[-2:], dtype=wide, device=b.device)) + 1 / 3
     u, res = torch.zeros_like(b64), b64.clone()
     stop = (tol * b64.flatten(1).norm(dim=1)) ** 2
     idx = torch.arange(len(b), device=b.device)
@@ -132,7 +138,7 @@ def solve(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.
         if not len(idx):
             break
         u[idx] += _pcg(res.to(work), r[idx].to(work), max(tol, INNER_TOL), max_iter).to(wide)
-        res = b64[idx] - _apply(u[idx], r64[idx], d64)
+        res = b64[idx] - _apply(u[idx], r64[idx], dd64)
     return u.to(b.dtype)
 
 
@@ -153,15 +159,14 @@ def _pcg(b: torch.Tensor, r: torch.Tensor, tol: float, max_iter: int) -> torch.T
             if not bool(active.any()):
                 return out
             idx, u, res, p, rz, stop = (t[active] for t in (idx, u, res, p, rz, stop))
-            levels = [(lr[active], ld) for lr, ld in levels]
-        r_, d = levels[0]
-        ap = _apply(p, r_, d)
-        alpha = rz / (p * ap).sum((1, 2, 3)).clamp(min=1e-30)
-        u.add_(alpha.view(-1, 1, 1, 1) * p)
-        res.sub_(alpha.view(-1, 1, 1, 1) * ap)
+            levels = [(lr[active], *rest) for lr, *rest in levels]
+        ap = _apply(p, levels[0][0], levels[0][1])
+        alpha = (rz / (p * ap).sum((1, 2, 3)).clamp(min=1e-30)).view(-1, 1, 1, 1)
+        u.addcmul_(alpha, p)
+        res.addcmul_(alpha, ap, value=-1)
         z = _vcycle(levels, res)
         rz_new = (res * z).sum((1, 2, 3))
-        p = z + (rz_new / rz.clamp(min=1e-30)).view(-1, 1, 1, 1) * p
+        p = z.addcmul_((rz_new / rz.clamp(min=1e-30)).view(-1, 1, 1, 1), p)
         rz = rz_new
     out[idx] = u
     return out
@@ -179,7 +184,10 @@ def impute(x: torch.Tensor, removed: torch.Tensor, noise: torch.Tensor | None = 
     kept = x * (1 - r)
     systems = r.reshape(n * c, 1, h, w)
     b = systems * _neighbour_sum(kept.reshape(n * c, 1, h, w))
-    out = kept + r * solve(b, systems, tol, max_iter).view_as(x)
+    # On a CPU the solver is memory-bound: chunks of ≤ CPU_CHUNK values keep its arrays in the cache (1.9× at 224²).
+    per = max(1, CPU_CHUNK // (h * w)) if x.device.type == "cpu" else len(b)
+    u = torch.cat([solve(bs, rs, tol, max_iter) for bs, rs in zip(b.split(per), systems.split(per))])
+    out = kept + r * u.view_as(x)
     if noise is not None:
         out = out + r * noise
     return out
