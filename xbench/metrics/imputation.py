@@ -13,11 +13,11 @@ stopping test are per (image, channel) system — nothing is batch-global — an
 
 Plain (Jacobi) CG needs about as many iterations as a hole is wide (hundreds for the large holes of MoRF on a smooth
 map at 224²), so CG is preconditioned with one geometric multigrid V-cycle: a 2×2 coarser grid per level down to
-~8 pixels, coarse unknowns where all four children are removed, bilinear prolongation P with restriction Pᵀ, the same
-stencil re-discretised on each level, one damped-Jacobi sweep before and after. The V-cycle is a symmetric positive
-definite operator, so CG stays exact (the answer is the same system's), and the iteration count stays ~10–20 from
-28² to 224². No library offers a batched, masked multigrid on torch tensors (pyamg is per matrix on the CPU), hence
-this module.
+4–7 pixels a side, coarse unknowns where all four children are removed, bilinear prolongation P with restriction
+Pᵀ, the same stencil re-discretised on each level, one damped-Jacobi sweep before and after. The V-cycle is a
+symmetric positive definite operator, so CG stays exact (the answer is the same system's), and the iteration count
+stays ~10–20 from 28² to 224². No library offers a batched, masked multigrid on torch tensors (pyamg is per matrix
+on the CPU), hence this module.
 """
 from __future__ import annotations
 
