@@ -48,7 +48,8 @@ def _setting_flag(g, name: str, setting, *aliases: str) -> None:
 
 
 def _train_flags(t: argparse.ArgumentParser) -> None:
-    from .train import TRAIN_SETTINGS, train
+    from .train import train
+    from .train_config import TRAIN_SETTINGS
 
     g = t.add_argument_group("what to train")
     g.add_argument("--model", default=_default(train, "model"), help="model name; see `xbench list models` (default: %(default)s)")
@@ -201,7 +202,7 @@ def _common(p: argparse.ArgumentParser, data: bool = False, out: str | bool = "c
 def train_kwargs(a: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`xbench.train.train` that parsed ``train`` flags stand for."""
     from .recipes import RECIPE_SETTINGS
-    from .train import TRAIN_SETTINGS
+    from .train_config import TRAIN_SETTINGS
     from .train_dist import EXEC_SETTINGS
 
     model_kwargs = dict(a.model_arg)
