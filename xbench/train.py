@@ -116,7 +116,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             "init_sha256": _state_digest(model), "feature_layer": getattr(model, "feature_layer", ""),
             "xbench_version": __version__, "torch_version": torch.__version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    start, log = 0, []
+    start, log, state = 0, [], {}
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
@@ -125,6 +125,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         start, log = state["epoch"], state["log"]
         meta = {**state["config"], "epochs": config.epochs}
     engine = Engine(config, data, model, device, execution or check_execution({}), data_parallel)
+    if engine.scaler is not None and state.get("scaler"):  # fp16: resume at the loss scale it had reached
+        engine.scaler.load_state_dict(state["scaler"])
     if engine.writes:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", meta)
@@ -144,7 +146,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
                     "heldout_acc": engine.heldout_accuracy(model, accuracy),
                     "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})
         if engine.writes:
-            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log)
+            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log,
+                            scaler=engine.scaler)
             _write_log(run_dir, log)
         engine.saved()
     if start >= config.epochs and log and engine.writes:
