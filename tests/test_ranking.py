@@ -71,6 +71,11 @@ def test_ranks_intervals_and_random_check_against_a_loop(tmp_path):
     assert {"Ranking", "Stability"} <= set(_sections(tmp_path))
     stability = result.tables["stability"]
     assert {"substrate", "order", "seed"} <= set(stability["kind"])
+    # two seeds pooled: intervals over seeds × images, recorded in both tables and the page; seed vs seed: images
+    assert set(ranking["bootstrap"]) == {"seeds × images"} and set(ranking["n_seeds"]) == {2}
+    resampled = stability.groupby("kind")["bootstrap"].agg(lambda b: ",".join(sorted(set(b))))
+    assert resampled["seed"] == "images" and resampled["substrate"] == resampled["order"] == "seeds × images"
+    assert "80 images, 2 seeds; bootstrap over seeds × images" in (tmp_path / "leaderboard.html").read_text()
     assert "lenet · toy · sgd: " in result.text and "not better than random (paired" not in result.text
 
 

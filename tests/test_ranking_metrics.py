@@ -70,6 +70,35 @@ def test_imputation_equals_scipy_per_image():
     assert torch.equal(everything, torch.zeros_like(everything))  # no kept pixel: 0 (+ noise)
 
 
+@pytest.mark.parametrize("h, w", [(64, 64), (37, 50)])
+def test_imputation_of_large_smooth_holes_equals_scipy(h, w):
+    """The hard case: MoRF of a smooth map leaves one hole covering most of the image (condition number ~1e4),
+    where float32 CG alone stalls ~1e-3 away; odd sizes exercise the multigrid's uneven coarsening."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 2, h, w, generator=g)
+    smooth = torch.nn.functional.interpolate(torch.rand(3, 1, 3, 3, generator=g), size=(h, w), mode="bilinear")
+    removed = smooth > smooth.flatten(1).quantile(torch.tensor([0.5, 0.1, 0.02]), dim=1).diagonal().view(3, 1, 1, 1)
+    out = impute(x, removed)
+    for i in range(3):
+        assert np.abs(out[i].numpy() - scipy_impute(x[i].numpy(), removed[i, 0].numpy())).max() <= 1e-4
+
+
+def test_multigrid_preconditioner_is_symmetric_positive_definite():
+    """CG stays exact only with an SPD preconditioner: Pᵀ is the transpose of P, and the V-cycle is SPD."""
+    from xbench.metrics import imputation as imp
+    g = torch.Generator().manual_seed(4)
+    for n in (10, 11):
+        c, f = torch.rand(2, 3, n, generator=g, dtype=torch.float64), torch.rand(2, 3, 2 * n - n % 2, dtype=torch.float64)
+        pc = imp._prolong_1d(c, -1, f.shape[-1])
+        assert torch.allclose((pc * f).sum(), (c * imp._restrict_1d(f, -1)).sum())
+    r = (torch.rand(2, 1, 30, 27, generator=g) < 0.7).double()
+    levels = imp._hierarchy(r)
+    a, b = r * torch.randn(2, 2, 1, 30, 27, generator=g, dtype=torch.float64)
+    va, vb = imp._vcycle(levels, a), imp._vcycle(levels, b)
+    assert torch.allclose((va * b).sum((1, 2, 3)), (a * vb).sum((1, 2, 3)))
+    assert bool(((va * a).sum((1, 2, 3)) > 0).all())
+
+
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
 def test_lerf_is_morf_of_the_negated_map(lenet, mode):
     model, x, maps = lenet

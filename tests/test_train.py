@@ -53,17 +53,19 @@ def test_log_and_config(tiny_run):
         assert not model.training and cfg["run_id"] == r["run_id"] and cfg["epochs_done"] == 2
 
 
-def test_resume_extends_a_run_bit_identically(tmp_path):
-    full = train(model="lenet", data="fake", opt="bort-s", seeds=[1], epochs=3, out=tmp_path / "a", progress=False)
-    train(model="lenet", data="fake", opt="bort-s", seeds=[1], epochs=2, out=tmp_path / "b", progress=False)
-    resumed = train(model="lenet", data="fake", opt="bort-s", seeds=[1], epochs=3, out=tmp_path / "b",
-                    progress=False)
+@pytest.mark.parametrize("amp", ["none", "fp16"])  # fp16: the grad scaler's loss scale must resume too
+def test_resume_extends_a_run_bit_identically(tmp_path, amp):
+    kw = dict(model="lenet", data="fake", opt="bort-s", seeds=[1], progress=False, amp=amp)
+    full = train(epochs=3, out=tmp_path / "a", **kw)
+    train(epochs=2, out=tmp_path / "b", **kw)
+    resumed = train(epochs=3, out=tmp_path / "b", **kw)
     assert resumed[0]["resumed_from"] == 2 and resumed[0]["run_id"] == full[0]["run_id"]
     a = load_checkpoint(Path(full[0]["run_dir"]) / "model.pt")
     b = load_checkpoint(Path(resumed[0]["run_dir"]) / "model.pt")
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k])
-    again = train(model="lenet", data="fake", opt="bort-s", seeds=[1], epochs=3, out=tmp_path / "b", progress=False)
+    assert a["scaler"] == b["scaler"] and bool(a["scaler"]) == (amp == "fp16")
+    again = train(epochs=3, out=tmp_path / "b", **kw)
     assert again[0]["resumed_from"] == 3  # finished runs are skipped
 
 

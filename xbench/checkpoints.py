@@ -21,8 +21,8 @@ CHECKPOINT_NAME = "model.pt"
 
 
 def save_checkpoint(path: str | Path, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    config: dict, log: list[dict]) -> None:
-    """Write the full training state atomically (temp file + rename)."""
+                    config: dict, log: list[dict], scaler: torch.amp.GradScaler | None = None) -> None:
+    """Write the full training state atomically (temp file + rename); fp16's loss scale travels with it."""
     state = {
         "format": FORMAT,
         "epoch": int(epoch),
@@ -32,6 +32,7 @@ def save_checkpoint(path: str | Path, *, epoch: int, model: torch.nn.Module, opt
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         "config": json.dumps(config, sort_keys=True),
         "log": log,
+        "scaler": scaler.state_dict() if scaler is not None else {},
     }
     atomic_write(path, lambda f: torch.save(state, f))
 

@@ -30,7 +30,8 @@ from .fileio import atomic_write, check_writable, read_jsonl
 from .interpreters import INTERPRETERS, create_interpreter
 from .metrics import METRICS, Metric, create_metric
 from .shard import append_once, from_main, over_ranks
-from .train import OPTIMIZER_FIELDS, TrainConfig, load_run, resolve_device
+from .train import load_run, resolve_device
+from .train_config import OPTIMIZER_FIELDS, TrainConfig
 from .variants import cross
 
 RESULTS_NAME = "results.jsonl"

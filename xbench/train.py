@@ -15,14 +15,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
-import math
 import os
-import re
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,127 +29,19 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoints import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
-from .data import DATASETS, Dataset, create_dataset
+from .data import Dataset, create_dataset
 from .errors import TrainingDiverged, XbenchError
 from .fileio import atomic_write_json, atomic_write_text, check_writable
 from .layers import constrained_weights, mean_orthogonality_error
-from .models import MODELS, create_model
+from .models import create_model
 from .objectives import OBJECTIVES, create_objective
-from .optim import OPTIMIZERS, SETTINGS as OPT_SETTINGS, create_optimizer, is_bort
+from .optim import OPTIMIZERS, create_optimizer
 from . import dist
-from .recipes import DEFAULTS as RECIPE_DEFAULTS, check_recipe_settings, run_settings, split_settings
-from .settings import Setting, check
+from .recipes import check_recipe_settings, run_settings, split_settings
+from .train_config import TrainConfig
 from .train_dist import EXEC_SETTINGS, Engine, check_execution, check_world, placement, run_placed
 
 LOG_COLUMNS = ["epoch", "loss", "train_acc", "heldout_acc", "ortho_error", "seconds"]
-OPTIMIZER_FIELDS = ("opt", "bort_lambda", "bort_mode", "bort_amplitude")  # what may differ inside a pair
-
-
-def _setting(setting: Setting):
-    """A TrainConfig field declared by its Setting (the CLI's flags and their help are built from these)."""
-    return field(default=setting.default, metadata={"setting": setting})
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. ``epochs`` is not part of its identity, so a run can be extended."""
-
-    model: str = "lenet"
-    data: str = "mnist10k"
-    opt: str = "sgd"
-    seed: int = _setting(Setting(0, "seed of the initial weights and the data order", range="[0, inf)"))
-    epochs: int = _setting(Setting(40, "epochs (not part of a run's identity: a run can be extended)",
-                                   range="[1, inf)"))
-    lr: float = _setting(OPT_SETTINGS["lr"])
-    batch_size: int = _setting(Setting(256, "training batch size", range="[1, inf)"))
-    weight_decay: float = _setting(OPT_SETTINGS["weight_decay"])
-    momentum: float = _setting(OPT_SETTINGS["momentum"])
-    bort_lambda: float = _setting(OPT_SETTINGS["bort_lambda"])
-    bort_mode: str = _setting(OPT_SETTINGS["bort_mode"])
-    bort_amplitude: float | str = _setting(OPT_SETTINGS["bort_amplitude"])
-    l1: float = _setting(Setting(0.0, "λ of the l1 penalty λ·Σ_l ‖W_l‖₁ over the constrained (Conv/Linear) weights, "
-                                      "added to the loss (seed 004's constraint (b): 1e-5); comma list crosses like "
-                                      "--opt", range="[0, inf)"))
-    dbort: list[float] | None = None  # [λ_D, β]; None = off
-    model_kwargs: dict = field(default_factory=dict)
-    method: str = "erm"  # the training objective (xbench/objectives), crossed with the optimizers like a seed
-    method_kwargs: dict = field(default_factory=dict)  # its settings, all resolved by validate()
-    recipe: str = "paper-mnist"  # the preset the settings started from (recorded; the values are what count)
-    recipe_settings: dict = field(default_factory=dict)  # schedule, augmentation, loss, amp (xbench/recipes.py)
-    data_kwargs: dict = field(default_factory=dict)  # dataset settings (imagefolder size=..., fake n_train=...)
-
-    def _fields(self) -> dict:
-        d = asdict(self)
-        if self.method == "erm":  # plain runs keep the run and pair ids they had before --method existed
-            d.pop("method"), d.pop("method_kwargs")
-        if not self.l1:  # likewise runs without the l1 penalty
-            d.pop("l1")
-        d.pop("recipe")  # and before recipes: only recipe settings that differ from the defaults join the id
-        if not d["data_kwargs"]:
-            d.pop("data_kwargs")
-        changed = {k: v for k, v in d.pop("recipe_settings").items() if RECIPE_DEFAULTS.get(k, object()) != v}
-        if changed:
-            d["recipe_settings"] = changed
-        return d
-
-    def identity(self) -> dict:
-        d = self._fields()
-        d.pop("epochs")
-        if not is_bort(self.opt):  # Bort settings do not change a plain run
-            for k in OPTIMIZER_FIELDS[1:]:
-                d.pop(k)
-        return d
-
-    @property
-    def run_id(self) -> str:
-        method = "" if self.method == "erm" else f"{self.method}-"
-        l1 = f"-l1_{self.l1:g}" if self.l1 else ""
-        name = f"{self.model}-{self.data}-{method}{self.opt}{l1}-s{self.seed}"
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{_digest(self.identity())}"
-
-    @property
-    def pair_id(self) -> str:
-        """Twins (same everything but the optimizer fields) share this id."""
-        d = self._fields()
-        for k in ("epochs", *OPTIMIZER_FIELDS):
-            d.pop(k)
-        return _digest(d)
-
-    def validate(self) -> None:
-        """Parse and check every setting (text from the CLI or a study becomes typed); XbenchError before any file."""
-        MODELS.get(self.model)
-        DATASETS.get(self.data)
-        OPTIMIZERS.get(self.opt)
-        self.method_kwargs = OBJECTIVES.check(self.method, self.method_kwargs)  # typed, defaults filled in
-        self.recipe_settings = check_recipe_settings(self.recipe_settings)
-        for name, value in check("train", TRAIN_SETTINGS, {k: getattr(self, k) for k in TRAIN_SETTINGS}).items():
-            setattr(self, name, value)
-        data_given = DATASETS.check(self.data, self.data_kwargs)
-        self.data_kwargs = {k: data_given[k] for k in self.data_kwargs}  # typed; only what was given (stable ids)
-        given = check(f"model {self.model}", MODELS.settings(self.model), self.model_kwargs)
-        self.model_kwargs = {k: given[k] for k in self.model_kwargs}  # typed, so CLI and API runs share an id
-        if self.dbort is not None:
-            lam_beta = [_finite(v) for v in self.dbort]
-            if len(lam_beta) != 2 or lam_beta[0] < 0:
-                raise XbenchError(f"dbort takes λ_D[,β] with λ_D >= 0 and both finite, not {self.dbort!r}")
-            self.dbort = lam_beta
-
-
-TRAIN_SETTINGS = {f.name: f.metadata["setting"] for f in fields(TrainConfig) if "setting" in f.metadata}
-
-
-def _finite(text: Any) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise XbenchError(f"train: dbort values must be finite numbers, not {text!r}")
-    return value
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -227,7 +116,7 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
             "init_sha256": _state_digest(model), "feature_layer": getattr(model, "feature_layer", ""),
             "xbench_version": __version__, "torch_version": torch.__version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    start, log = 0, []
+    start, log, state = 0, [], {}
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
@@ -236,6 +125,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
         start, log = state["epoch"], state["log"]
         meta = {**state["config"], "epochs": config.epochs}
     engine = Engine(config, data, model, device, execution or check_execution({}), data_parallel)
+    if engine.scaler is not None and state.get("scaler"):  # fp16: resume at the loss scale it had reached
+        engine.scaler.load_state_dict(state["scaler"])
     if engine.writes:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", meta)
@@ -255,7 +146,8 @@ def train_run(config: TrainConfig, data: Dataset, out: str | Path = "checkpoints
                     "heldout_acc": engine.heldout_accuracy(model, accuracy),
                     "ortho_error": mean_orthogonality_error(model), "seconds": time.perf_counter() - t0})
         if engine.writes:
-            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log)
+            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, config=meta, log=log,
+                            scaler=engine.scaler)
             _write_log(run_dir, log)
         engine.saved()
     if start >= config.epochs and log and engine.writes:

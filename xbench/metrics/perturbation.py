@@ -81,7 +81,8 @@ class CurveMetric(Metric):
         out = {"substrate": p["substrate"], "substrate_space": "model input" if p["substrate"] != "black" else "pixel",
                "blur_klen": p["blur_klen"], "blur_sigma": p["blur_sigma"], "blur_padding": "zeros"}
         if p["substrate"] == "noisy_linear":  # only then: keys of the other substrates stay as they were
-            out.update(imputation="noisy linear (ROAD): 8 neighbours, weights 1/6 edge, 1/12 diagonal; Jacobi CG",
+            out.update(imputation="noisy linear (ROAD): 8 neighbours, weights 1/6 edge, 1/12 diagonal; "
+                                  "solved to cg_tol",
                        **{k: p[k] for k in imputation.SETTINGS})
         return out
 

@@ -5,9 +5,10 @@ and seeds (pandas, numpy and ``scipy.stats``; no torch).
 A *unit* is one ranking: model × dataset × recipe variant × arm (method · optimizer) × metric × metric variant
 (crossed ``--hparam`` values) × score. In a unit every interpreter scores the same held-out images of each run,
 read from the per-example side files evaluate writes; per image the interpreters are ranked (1 = best,
-direction-aware, ties averaged). Images of several seeds are pooled: the bootstrap resamples images (rows), with ``scipy.stats.bootstrap`` (percentile
-intervals, seeded). The ranking of a unit orders interpreters by mean rank; τ between two units is
-``scipy.stats.kendalltau`` of their mean ranks, its interval the same bootstrap over the images both share.
+direction-aware, ties averaged). Images of several seeds are pooled for the point estimates; the percentile-bootstrap
+95 % intervals (``bootstrap.interval``, seeded) resample images with one seed and seeds × images with several. The
+ranking of a unit orders interpreters by mean rank; τ between two units is ``scipy.stats.kendalltau`` of their mean
+ranks, its interval the same bootstrap over the images both share.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import XbenchError
+from .bootstrap import interval, level
 
 UNIT = ["model", "dataset", "variant", "optimizer", "metric", "metric_variant", "score"]
 GROUP = UNIT[:4]  # one model × arm: the rankings compared in "Stability"
@@ -66,14 +68,13 @@ def image_ranks(goodness: np.ndarray) -> np.ndarray:
     return stats.rankdata(-goodness, axis=1)
 
 
-def _ci(data: np.ndarray, statistic, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap 95 % interval over rows of ``data`` for a statistic vectorised over ``axis``."""
-    if len(data) < 2:
-        nan = np.full(np.shape(statistic(data, axis=0)), np.nan)
-        return nan, nan
-    res = stats.bootstrap((data,), statistic, n_resamples=n_boot, method="percentile", axis=0, vectorized=True,
-                          random_state=np.random.default_rng(seed))
-    return res.confidence_interval.low, res.confidence_interval.high
+def _same(means: np.ndarray) -> np.ndarray:
+    return means
+
+
+def runs_of(wide: pd.DataFrame):
+    """Each row's run (seed) of a unit matrix, or None when its rows carry no run."""
+    return wide.index.get_level_values("run_id") if "run_id" in wide.index.names else None
 
 
 def unit_ranking(wide: pd.DataFrame, n_boot: int, clip: float = 0.0) -> pd.DataFrame:
@@ -85,20 +86,21 @@ def unit_ranking(wide: pd.DataFrame, n_boot: int, clip: float = 0.0) -> pd.DataF
     raw = wide.to_numpy(dtype=float)
     r = image_ranks(raw)
     g = np.clip(raw, *np.quantile(raw, [clip, 1 - clip], axis=0)) if clip > 0 else raw
-    n = len(r)
-    rank_lo, rank_hi = _ci(r, np.mean, n_boot)
-    score_lo, score_hi = _ci(g, np.mean, n_boot)
+    n, runs = len(r), runs_of(wide)
+    rank_lo, rank_hi = interval(r, runs, _same, n_boot, seed=0)
+    score_lo, score_hi = interval(g, runs, _same, n_boot, seed=0)
     out = pd.DataFrame({"interpreter": wide.columns, "n_images": n, "mean_rank": r.mean(0),
                         "sem_rank": r.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
                         "median_rank": np.median(r, 0), "rank_ci_low": rank_lo, "rank_ci_high": rank_hi,
                         "mean_goodness": g.mean(0), "goodness_ci_low": score_lo, "goodness_ci_high": score_hi})
     if "random" in wide.columns:  # paired over images: goodness − random's goodness, interval must exclude 0
         diff = g - g[:, list(wide.columns).index("random")][:, None]
-        lo, _ = _ci(diff, np.mean, n_boot, seed=1)
+        lo, _ = interval(diff, runs, _same, n_boot, seed=1)
         out["beats_random"] = np.where(out["interpreter"] == "random", np.nan, (lo > 0).astype(float))  # 1/0/nan
     else:
         out["beats_random"] = np.nan
     out["position"] = out["mean_rank"].rank(method="min").astype(int)
+    out["n_seeds"], out["bootstrap"] = 1 if runs is None else len(set(runs)), level(runs)
     return out.sort_values(["mean_rank", "interpreter"]).reset_index(drop=True)
 
 
@@ -111,15 +113,13 @@ def tau_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (sa * sb).sum(-1) / den, np.nan)
 
 
-def tau_between(ra: np.ndarray, rb: np.ndarray, n_boot: int) -> tuple[float, float, float]:
-    """(τ, 95 % low, high) between the mean-rank rankings of two aligned rank matrices [images × interpreters]."""
+def tau_between(ra: np.ndarray, rb: np.ndarray, n_boot: int, runs=None) -> tuple[float, float, float]:
+    """(τ, 95 % low, high) between the mean-rank rankings of two aligned rank matrices [images × interpreters];
+    ``runs`` labels each row's seed (several: the interval resamples seeds × images)."""
     tau = stats.kendalltau(ra.mean(0), rb.mean(0)).statistic
-    if len(ra) < 2:
-        return float(tau), np.nan, np.nan
-    res = stats.bootstrap((np.arange(len(ra)),), lambda k, axis: tau_b(ra[k].mean(-2), rb[k].mean(-2)),
-                          n_resamples=n_boot, method="percentile", vectorized=True,
-                          random_state=np.random.default_rng(2))
-    return float(tau), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    k = ra.shape[1]
+    lo, hi = interval(np.hstack([ra, rb]), runs, lambda m: tau_b(m[:k].T, m[k:].T), n_boot, seed=2)
+    return float(tau), float(lo), float(hi)
 
 
 def check_clip(clip: float) -> float:

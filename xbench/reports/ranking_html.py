@@ -28,12 +28,21 @@ def not_beating_random(ranking: pd.DataFrame) -> pd.DataFrame:
     return ranking[(ranking["beats_random"] == 0.0) & ~ranking["interpreter"].isin(BASELINES)]
 
 
+def _sample(r) -> str:
+    """'80 images, 2 seeds; bootstrap over seeds × images' (what the unit's intervals resampled)."""
+    seeds = r.get("n_seeds", 1)
+    seeds = 1 if pd.isna(seeds) else int(seeds)
+    return (f"{int(r['n_images'])} images" + (f", {seeds} seeds" if seeds > 1 else "")
+            + f"; bootstrap over {r.get('bootstrap', 'images')}")
+
+
 def ranking_html(ranking: pd.DataFrame) -> str:
     if ranking.empty:
         return "<p>No per-example scores with two or more interpreters yet.</p>"
     html = ["<p>Per unit (model · dataset · arm · metric [variant]) interpreters are ranked on every image "
             "(1 = best); "
-            "mean rank ± SEM, median, and percentile-bootstrap 95 % intervals over images (seeds pooled). "
+            "mean rank ± SEM, median, and percentile-bootstrap 95 % intervals: over images with one seed, over seeds "
+            "× images (seeds drawn with replacement, then images within each) with several. "
             "<i>baseline</i> marks the sanity baselines; <span class=bad>not &gt; random</span>: the paired interval "
             "against <code>random</code> does not exclude 0.</p>"]
     for _, t in ranking.groupby(UNIT, sort=True):
@@ -47,7 +56,7 @@ def ranking_html(ranking: pd.DataFrame) -> str:
                         f"<td>[{_f(r['rank_ci_low'])}, {_f(r['rank_ci_high'])}]</td>"
                         f"<td>{_f(r['mean_goodness'], 3)} [{_f(r['goodness_ci_low'], 3)}, "
                         f"{_f(r['goodness_ci_high'], 3)}]</td></tr>")
-        html.append(f"<h3>{escape(_unit_title(head))} <small class=muted>({int(head['n_images'])} images)</small></h3>"
+        html.append(f"<h3>{escape(_unit_title(head))} <small class=muted>({_sample(head)})</small></h3>"
                     "<table class=ranking><thead><tr><th>#</th><th>interpreter</th><th>mean rank ± SEM</th>"
                     "<th>median</th><th>95 % CI (rank)</th><th>score (sign: higher = better) [95 % CI]</th></tr>"
                     f"</thead><tbody>{''.join(rows)}</tbody></table>")
@@ -58,15 +67,17 @@ def stability_html(stability: pd.DataFrame, verdicts: list[str], heatmaps: dict[
     import base64
 
     html = ["<p>Kendall τ between two rankings (mean ranks over the images both share), with a percentile-bootstrap "
-            "95 % interval over images. τ = 1: the same order; 0: unrelated.</p>"]
+            "95 % interval (resampled: images, or seeds × images where the rankings pool several seeds). "
+            "τ = 1: the same order; 0: unrelated.</p>"]
     html.append("<ul>" + "".join(f"<li>{escape(v)}</li>" for v in verdicts) + "</ul>" if verdicts else "")
     if not stability.empty:
         body = "".join(f"<tr><td class=name>{escape(f'{r.model} · {r.dataset} · {r.optimizer}')}</td>"
                        f"<td class=name>{r.kind}</td><td class=name>{escape(r.a)}</td><td class=name>{escape(r.b)}</td>"
-                       f"<td>{r.n_images}</td><td>{_f(r.tau)}</td><td>[{_f(r.ci95_low)}, {_f(r.ci95_high)}]</td></tr>"
+                       f"<td>{r.n_images}</td><td>{_f(r.tau)}</td><td>[{_f(r.ci95_low)}, {_f(r.ci95_high)}]</td>"
+                       f"<td class=name>{escape(str(getattr(r, 'bootstrap', 'images')))}</td></tr>"
                        for r in stability.itertuples())
         html.append("<table id=stability><thead><tr><th>model · dataset · arm</th><th>pair</th><th>ranking A</th>"
-                    "<th>ranking B</th><th>images</th><th>τ</th><th>95 % CI</th></tr></thead>"
+                    "<th>ranking B</th><th>images</th><th>τ</th><th>95 % CI</th><th>resampled</th></tr></thead>"
                     f"<tbody>{body}</tbody></table>")
     for caption, path in heatmaps.items():
         data = base64.b64encode(Path(path).read_bytes()).decode()
@@ -84,7 +95,7 @@ def ranking_text(ranking: pd.DataFrame, verdicts: list[str]) -> str:
         cells = [f"{r.interpreter}{'†' if r.interpreter in BASELINES else ''}"
                  f"{'!' if r.beats_random == 0.0 else ''} "
                  f"{r.mean_rank:.2f} [{_f(r.rank_ci_low)}, {_f(r.rank_ci_high)}]" for r in t.itertuples()]
-        lines.append(f"  {_unit_title(t.iloc[0])}: " + " > ".join(cells))
+        lines.append(f"  {_unit_title(t.iloc[0])} ({_sample(t.iloc[0])}): " + " > ".join(cells))
     if verdicts:
         lines.append("stability:")
         lines += [f"  {v}" for v in verdicts]

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .ranking import GROUP, UNIT, example_scores, image_ranks, tau_between, unit_matrix, unit_ranking
+from .bootstrap import level
+from .ranking import GROUP, UNIT, example_scores, image_ranks, runs_of, tau_between, unit_matrix, unit_ranking
 
 ORDER_SCORES = ({"morf", "lerf"}, {"road_morf", "road_lerf"})
 
@@ -45,12 +46,14 @@ def pair_kind(a: tuple, b: tuple) -> str:
     return ""
 
 
-def _aligned(wa: pd.DataFrame, wb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+def _aligned(wa: pd.DataFrame, wb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, object] | None:
+    """Rank matrices of the images (and interpreters) both share, and each row's run (None: rows carry no run)."""
     rows = wa.index.intersection(wb.index)
     cols = [c for c in wa.columns if c in wb.columns]
     if len(rows) < 2 or len(cols) < 3:
         return None
-    return image_ranks(wa.loc[rows, cols].to_numpy(float)), image_ranks(wb.loc[rows, cols].to_numpy(float))
+    a, b = wa.loc[rows, cols], wb.loc[rows, cols]
+    return image_ranks(a.to_numpy(float)), image_ranks(b.to_numpy(float)), runs_of(a)
 
 
 def build(df: pd.DataFrame, results_dir: Path, n_boot: int = 1000, clip: float = 0.0):
@@ -88,17 +91,18 @@ def _pairs(group: tuple, wides: dict, n_boot: int) -> list[dict]:
         kind = pair_kind(a, b)
         pair = _aligned(wides[a][0], wides[b][0]) if kind else None
         if pair is not None:
-            tau, lo, hi = tau_between(*pair, n_boot)
+            tau, lo, hi = tau_between(*pair[:2], n_boot, runs=pair[2])
             out.append({**base, "kind": kind, "a": _label(*a), "b": _label(*b), "n_images": len(pair[0]),
-                        "tau": tau, "ci95_low": lo, "ci95_high": hi})
+                        "tau": tau, "ci95_low": lo, "ci95_high": hi, "bootstrap": level(pair[2])})
     for unit, (wide, _) in sorted(wides.items()):
         runs = sorted(set(wide.index.get_level_values("run_id")))
         for ra, rb in combinations(runs, 2):
             pair = _aligned(wide.xs(ra, level="run_id"), wide.xs(rb, level="run_id"))
             if pair is not None:
-                tau, lo, hi = tau_between(*pair, n_boot)
+                tau, lo, hi = tau_between(*pair[:2], n_boot, runs=pair[2])
                 out.append({**base, "kind": "seed", "a": f"{_label(*unit)} · {ra}", "b": f"{_label(*unit)} · {rb}",
-                            "n_images": len(pair[0]), "tau": tau, "ci95_low": lo, "ci95_high": hi})
+                            "n_images": len(pair[0]), "tau": tau, "ci95_low": lo, "ci95_high": hi,
+                            "bootstrap": level(pair[2])})
     return out
 
 
