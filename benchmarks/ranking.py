@@ -41,7 +41,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "acc": [float(acc[p]) for 
 
 def bare_passes(model, x, n_inputs: int, device) -> float:
     """Seconds of the forward passes alone: the clean pass plus ``n_inputs`` inputs in passes of the metric's size."""
-    size = max(1, inputs_per_pass(2048, tuple(x.shape[1:])))
+    size = max(1, inputs_per_pass(2048, tuple(x.shape[1:]), x.device))
     pool = x[torch.arange(min(size, n_inputs), device=x.device) % len(x)]
 
     def run():
