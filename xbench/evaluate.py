@@ -192,6 +192,13 @@ def plan_jobs(interps: str | Iterable[str] | None = None, metrics: str | Iterabl
     return interp_names, map_metrics, model_metrics
 
 
+def _job_fields(interp: str, ikey: str, metric_variant: str, n: int, n_used: int, device, study: dict | None) -> dict:
+    """The record fields a job adds to its run's: which interpreter, examples, device and study."""
+    return {"interpreter": interp, "interp_key": ikey, "interp_hparams": None, "target_rule": "prediction",
+            "n_requested": n, "n_used": n_used, "device": str(device), "metric_variant": metric_variant,
+            "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline, **({"study": study} if study else {})}
+
+
 def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = None,
              metrics: str | Iterable[str] | None = None, n: int = 100,
              hparams: dict[str, dict[str, Any]] | None = None, out: str | Path = "reports", device: str = "auto",
@@ -235,10 +242,7 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
             if dry_run:  # counts what a real run would compute
                 written += 1
                 continue
-            extra = {"interpreter": interp, "interp_key": ikey, "interp_hparams": None, "target_rule": "prediction",
-                     "n_requested": n, "n_used": len(x), "device": str(dev), "metric_variant": metric_variant,
-                     "interp_baseline": bool(interp) and INTERPRETERS.get(interp).baseline,
-                     **({"study": study} if study else {})}
+            extra = _job_fields(interp, ikey, metric_variant, n, len(x), dev, study)
             maps = None
             if interp:  # maps of each interpreter, read (or computed) once per run
                 maps, info = loaded.get(interp) or loaded.setdefault(interp, maps_for(
@@ -253,6 +257,5 @@ def evaluate(runs: str | Path | Iterable, interps: str | Iterable[str] | None = 
                 count = _save(out, key, base, metric, scores, details, extra, data.shape, force)
                 written, skipped = written + count, skipped + (count == 0)
         bar.close()
-    if dry_run:
-        return f"{written} job(s) to do, {skipped} already done"
-    return f"{written} record(s) written, {skipped} job(s) already done, in {results}"
+    return (f"{written} job(s) to do, {skipped} already done" if dry_run
+            else f"{written} record(s) written, {skipped} job(s) already done, in {results}")
