@@ -19,15 +19,35 @@ from .chain import ACTIVATIONS, chain_layers, constrained_or_fail, run_to, suffi
 COS_EDGES = np.linspace(-1.0, 1.0, 81)  # fixed bins: every model's cosine histograms line up
 
 
+class _WeightRows(Metric):
+    """A metric of each Conv/Linear weight matrix alone (rows = out × in·k·k, float64): one value per layer, no data.
+    Subclasses say what ``of_matrix`` makes of one matrix; extra keys it returns stay in ``self.layer_values``."""
+
+    category = "weights"
+    level = "layer"
+    needs_data = False
+
+    @classmethod
+    def fits(cls, model):
+        constrained_or_fail(model, cls.registry_name)
+
+    def compute(self, model, x, y, maps):
+        self.fits(model)
+        layers = [(name, self.of_matrix(weight_matrix(w.detach()).double())) for name, w in constrained_weights(model)]
+        self.layer_names = [name for name, _ in layers]
+        self.layer_values = [values for _, values in layers]
+        return {k: torch.tensor([[float(v[k]) for v in self.layer_values]]) for k in self.scores}
+
+    def of_matrix(self, m: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+
 @METRICS.register("weight_sparsity")
-class WeightSparsity(Metric):
+class WeightSparsity(_WeightRows):
     """Per Conv/Linear layer: ‖W‖_{1,1}, ‖W‖_{2,1}, mean |w| (seed 004's Table 2), fractions of weights and rows under
     a threshold (needs no data)."""
 
-    category = "weights"
     higher_is_better = False
-    level = "layer"
-    needs_data = False
     scores = {"mean_abs": False, "l11": False, "l21": False, "weights_below": True, "rows_below": True}
     settings = {"weight_threshold": Setting(1e-3, "a weight counts as zero when |w| is below this", range="(0, inf)"),
                 "row_threshold": Setting(1e-3, "a row counts as zero when its l2 norm is below this", range="(0, inf)")}
@@ -37,38 +57,22 @@ class WeightSparsity(Metric):
                 "l11": "sum |w|", "l21": "sum over rows of ||W_i||_2", "mean_abs": "||W||_{1,1} / numel (paper Table 2)",
                 "weights_below": "fraction of |w| < weight_threshold", "rows_below": "fraction of ||W_i||_2 < row_threshold"}
 
-    @classmethod
-    def fits(cls, model):
-        constrained_or_fail(model, cls.registry_name)
-
-    def compute(self, model, x, y, maps):
-        self.fits(model)
-        out = {k: [] for k in self.scores}
-        self.layer_names = []
-        for name, w in constrained_weights(model):
-            m = weight_matrix(w.detach()).double()
-            rows = m.norm(dim=1)
-            vals = {"mean_abs": m.abs().mean(), "l11": m.abs().sum(), "l21": rows.sum(),
-                    "weights_below": (m.abs() < self.params["weight_threshold"]).double().mean(),
-                    "rows_below": (rows < self.params["row_threshold"]).double().mean()}
-            for k in out:
-                out[k].append(float(vals[k]))
-            self.layer_names.append(name)
-        return {k: torch.tensor([v]) for k, v in out.items()}
+    def of_matrix(self, m):
+        rows = m.norm(dim=1)
+        return {"mean_abs": m.abs().mean(), "l11": m.abs().sum(), "l21": rows.sum(),
+                "weights_below": (m.abs() < self.params["weight_threshold"]).double().mean(),
+                "rows_below": (rows < self.params["row_threshold"]).double().mean()}
 
 
 @METRICS.register("disentanglement")
-class Disentanglement(Metric):
+class Disentanglement(_WeightRows):
     """Per layer: cosines of every pair of rows (seed 004 Def. 4): mean |cos|, max |cos|, fractions |cos| ≤ 0.1, 0.2.
 
     Zero rows have no direction and are left out. Bort's orthogonality is the extreme (every cos 0); the histogram of
     the signed cosines (fixed edges, −1..1) is kept for the figure.
     """
 
-    category = "weights"
     higher_is_better = False
-    level = "layer"
-    needs_data = False
     scores = {"mean_abs_cos": False, "max_abs_cos": False, "frac_le_0.1": True, "frac_le_0.2": True}
 
     def protocol(self, shape):
@@ -76,31 +80,22 @@ class Disentanglement(Metric):
                 "pairs": "i < j", "cos": "W_i W_j^T / (||W_i||_2 ||W_j||_2)", "fractions": "of |cos| <= alpha",
                 "hist_edges": [-1.0, 1.0, len(COS_EDGES) - 1]}
 
-    @classmethod
-    def fits(cls, model):
-        constrained_or_fail(model, cls.registry_name)
-
     def compute(self, model, x, y, maps):
-        self.fits(model)
-        out = {k: [] for k in self.scores}
-        self.layer_names, hists = [], []
-        for name, w in constrained_weights(model):
-            m = weight_matrix(w.detach()).double()
-            m = m[m.norm(dim=1) > 0]
-            cos = F.normalize(m, dim=1) @ F.normalize(m, dim=1).T
-            i, j = torch.triu_indices(len(m), len(m), 1, device=m.device)
-            c = cos[i, j]
-            a = c.abs()
-            nan = torch.tensor(float("nan"), dtype=c.dtype)
-            vals = {"mean_abs_cos": a.mean() if c.numel() else nan, "max_abs_cos": a.max() if c.numel() else nan,
-                    "frac_le_0.1": (a <= 0.1).double().mean() if c.numel() else nan,
-                    "frac_le_0.2": (a <= 0.2).double().mean() if c.numel() else nan}
-            for k in out:
-                out[k].append(float(vals[k]))
-            hists.append(np.histogram(c.clamp(-1, 1).cpu().numpy(), COS_EDGES)[0])
-            self.layer_names.append(name)
-        self.details = {"hist_edges": COS_EDGES, "hist_cos": np.array(hists)}
-        return {k: torch.tensor([v]) for k, v in out.items()}
+        out = super().compute(model, x, y, maps)
+        self.details = {"hist_edges": COS_EDGES, "hist_cos": np.array([v["hist"] for v in self.layer_values])}
+        return out
+
+    def of_matrix(self, m):
+        m = m[m.norm(dim=1) > 0]
+        cos = F.normalize(m, dim=1) @ F.normalize(m, dim=1).T
+        i, j = torch.triu_indices(len(m), len(m), 1, device=m.device)
+        c = cos[i, j]
+        a = c.abs()
+        nan = torch.tensor(float("nan"), dtype=c.dtype)
+        return {"mean_abs_cos": a.mean() if c.numel() else nan, "max_abs_cos": a.max() if c.numel() else nan,
+                "frac_le_0.1": (a <= 0.1).double().mean() if c.numel() else nan,
+                "frac_le_0.2": (a <= 0.2).double().mean() if c.numel() else nan,
+                "hist": np.histogram(c.clamp(-1, 1).cpu().numpy(), COS_EDGES)[0]}
 
 
 @METRICS.register("faithfulness")
