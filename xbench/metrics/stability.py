@@ -82,17 +82,26 @@ def _stats(ratios: torch.Tensor) -> tuple[float, float, float]:
     return float(r.max()), float(torch.quantile(r, 0.99)), float(r.median())
 
 
-@METRICS.register("stability_c1")
-class StabilityC1(Metric):
-    """Zeroth-order stability C1 = ‖a_l(x′) − a_l(x)‖/‖x′ − x‖ per hidden layer: sampled lower bounds at three radii
-    (max, q99, median of every pair), the local Lipschitz constant max_x ‖J(x)‖₂ (power iteration, torch.func) and
-    the upper bound ∏_{k≤l} ‖W_k‖₂ (Theorem 1, ReLU: M = 1)."""
+class _Stability(Metric):
+    """Both stability metrics: per hidden layer of a chain model, pooled over every example."""
 
     category = "weights"
     higher_is_better = False
     level = "layer"
     needs_all = True
     pooled = True
+
+    @classmethod
+    def fits(cls, model):
+        hidden_outputs(model, cls.registry_name)
+
+
+@METRICS.register("stability_c1")
+class StabilityC1(_Stability):
+    """Zeroth-order stability C1 = ‖a_l(x′) − a_l(x)‖/‖x′ − x‖ per hidden layer: sampled lower bounds at three radii
+    (max, q99, median of every pair), the local Lipschitz constant max_x ‖J(x)‖₂ (power iteration, torch.func) and
+    the upper bound ∏_{k≤l} ‖W_k‖₂ (Theorem 1, ReLU: M = 1)."""
+
     scores = {**{f"{s}_r{k}": False for k in (1, 2, 3) for s in ("max", "q99", "median")}, "lipschitz": False,
               "upper_bound": False}
     settings = {**COMMON, "directions": Setting(16, "random directions per example", range="[1, inf)"),
@@ -108,10 +117,6 @@ class StabilityC1(Metric):
                 "upper_bound": "prod_{k<=l} ||W_k||_2 / min(std): Linear exact, Conv by 100 power iterations at its "
                                "input shape; activations and max-pools taken as 1-Lipschitz (non-overlapping pools)",
                 "lipschitz": "max over examples of ||J(x)||_2, power iteration on J^T J"}
-
-    @classmethod
-    def fits(cls, model):
-        hidden_outputs(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
         outs = hidden_outputs(model, self.registry_name)
@@ -172,7 +177,7 @@ def _ratios(f, px, u, r, clean, p, batch_size) -> torch.Tensor:
 
 
 @METRICS.register("stability_c2")
-class StabilityC2(Metric):
+class StabilityC2(_Stability):
     """First-order stability ‖J_l(x′) − J_l(x)‖_F/‖x′ − x‖₂ per hidden layer and radius (J_l = ∂a_l/∂pixels), with the
     fraction of pairs whose ReLU pattern (layers up to l) changes.
 
@@ -182,11 +187,6 @@ class StabilityC2(Metric):
     with the crossing fraction describes both (seed 004's Theorem 2: ReLU nets are only locally first-order stable).
     """
 
-    category = "weights"
-    higher_is_better = False
-    level = "layer"
-    needs_all = True
-    pooled = True
     scores = {f"{s}_r{k}": False for k in (1, 2, 3) for s in ("median", "q99", "max", "changed")}
     settings = {**COMMON, "directions": Setting(4, "random directions per example", range="[1, inf)")}
 
@@ -195,10 +195,6 @@ class StabilityC2(Metric):
                 "jacobian": "torch.func vmap(jacfwd or jacrev, whichever has fewer passes)",
                 "changed": "fraction of pairs where the sign pattern of any activation up to layer l differs",
                 "directions_law": "as stability_c1 (same seed, same directions for the first M draws)"}
-
-    @classmethod
-    def fits(cls, model):
-        hidden_outputs(model, cls.registry_name)
 
     def compute(self, model, x, y, maps):
         outs = hidden_outputs(model, self.registry_name)
