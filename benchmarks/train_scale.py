@@ -59,63 +59,57 @@ def _step(model, opt, x, y) -> None:
     opt.step()
 
 
-def overhead(repeats: int) -> list[tuple]:
-    from xbench.models import create_model
+def _bort_ratios(names, build, step, device, repeats: int, warmup: int) -> list[tuple]:
+    """Bort ÷ base per step: twins of each model (same seed and init), stepped in turn; medians after ``warmup``."""
     from xbench.optim import create_optimizer
 
-    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
     rows = []
-    for name in ("timm:resnet18", "timm:deit_tiny_patch16_224"):
+    for name in names:
         for base, bort, lr in (("sgd", "bort-s", 0.05), ("lamb", "bort-l", 0.005)):
             pair = {}
             for opt_name in (base, bort):
                 torch.manual_seed(0)
-                model = create_model(name, (3, 32, 32), 10)
+                model = build(name)
                 pair[opt_name] = (model, create_optimizer(opt_name, model, lr=lr, weight_decay=0.01))
             times = {k: [] for k in pair}
-            for i in range(repeats + 2):
+            for i in range(repeats + warmup):
                 for k, (model, opt) in pair.items():
-                    t, _ = timed(lambda: _step(model, opt, x, y), torch.device("cpu"))
-                    if i >= 2:
+                    t, _ = timed(lambda: step(model, opt), device)
+                    if i >= warmup:
                         times[k].append(t)
             tb, tx = statistics.median(times[base]), statistics.median(times[bort])
             rows.append((name.split(":")[1], f"{bort} ÷ {base}", tb * 1e3, tx * 1e3, tx / tb))
     return rows
+
+
+def overhead(repeats: int) -> list[tuple]:
+    """Bort ÷ base per step on the CPU, batch 32 at 3×32×32."""
+    from xbench.models import create_model
+
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    return _bort_ratios(("timm:resnet18", "timm:deit_tiny_patch16_224"), lambda n: create_model(n, (3, 32, 32), 10),
+                        lambda model, opt: _step(model, opt, x, y), torch.device("cpu"), repeats, warmup=2)
 
 
 def gpu_overhead(repeats: int, batch: int = 128) -> list[tuple]:
     """Bort ÷ base per step on the GPU at ImageNet size (224², bf16 autocast, channels-last)."""
     from xbench.models import create_model
-    from xbench.optim import create_optimizer
 
     dev = torch.device("cuda")
     x = torch.randn(batch, 3, 224, 224, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=dev)
-    rows = []
-    for name in ("timm:resnet50", "timm:deit_small_patch16_224"):
-        for base, bort, lr in (("sgd", "bort-s", 0.05), ("lamb", "bort-l", 0.005)):
-            pair = {}
-            for opt_name in (base, bort):
-                torch.manual_seed(0)
-                model = create_model(name, (3, 224, 224), 1000).to(dev).to(memory_format=torch.channels_last)
-                pair[opt_name] = (model, create_optimizer(opt_name, model, lr=lr, weight_decay=0.01))
 
-            def step(model, opt):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+    def build(name):
+        return create_model(name, (3, 224, 224), 1000).to(dev).to(memory_format=torch.channels_last)
 
-            times = {k: [] for k in pair}
-            for i in range(repeats + 3):
-                for k, (model, opt) in pair.items():
-                    t, _ = timed(lambda: step(model, opt), dev)
-                    if i >= 3:
-                        times[k].append(t)
-            tb, tx = statistics.median(times[base]), statistics.median(times[bort])
-            rows.append((name.split(":")[1], f"{bort} ÷ {base}", tb * 1e3, tx * 1e3, tx / tb))
-    return rows
+    def step(model, opt):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return _bort_ratios(("timm:resnet50", "timm:deit_small_patch16_224"), build, step, dev, repeats, warmup=3)
 
 
 def gpu(n_images: int, batch: int = 256, repeats: int = 3) -> tuple[float, float]:
@@ -178,7 +172,7 @@ def main() -> None:
     if torch.cuda.is_available() and not args.skip_gpu:
         xb, bare = gpu(args.gpu_images)
         print(f"\n{torch.cuda.get_device_name()}: timm resnet50, bf16, channels-last, batch 256, SGD")
-        print(f"| xbench train images/s | bare loop images/s | xbench ÷ bare (target ≥ 0.95) |\n|---|---|---|")
+        print("| xbench train images/s | bare loop images/s | xbench ÷ bare (target ≥ 0.95) |\n|---|---|---|")
         print(f"| {xb:.0f} | {bare:.0f} | **{xb / bare:.3f}** |")
         print(f"\nBort per step on the GPU, batch 128, 224×224, bf16, median of {args.repeats} interleaved steps")
         print("| model | ratio | base ms/step | Bort ms/step | Bort ÷ base |\n|---|---|---|---|---|")
