@@ -9,16 +9,14 @@ first on its path; xbench's side runs on the project's own numpy.
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from xbench.data import create_dataset
 from xbench.metrics import create_metric
 from xbench.models import create_model
-from xbench.space import InputSpace, inputs_per_pass
+from xbench.space import inputs_per_pass
 from xbench.train import resolve_device
 
+from _inputs import IMAGENET, digits, imagenet_sized, parser
 from _quantus import run_quantus
 from _timing import timed
 
@@ -103,25 +101,16 @@ def quantus_224(model, space, x, device, step: int) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--images", type=int, default=256)
-    ap.add_argument("--no-quantus", action="store_true")
-    args = ap.parse_args()
+    args = parser(__doc__, 256).parse_args()
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    data = create_dataset("mnist10k")
-    x, _ = data.inputs("heldout", range(args.images), device)
-    maps = torch.rand(len(x), 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    data, x, _, maps = digits(args.images, device)
     lenet = create_model("lenet").to(device).eval()
     rows = []
     ours, bare, metrics, n_points = ours_vs_bare(lenet, data.space, x, maps, device)
     rows.append(("lenet · mnist10k 1×28×28", n_points, ours, bare))
     big = create_model("lenet", (3, 224, 224), 10).to(device).eval()
-    space224 = InputSpace((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    xb = space224.to_input(torch.rand(len(x), 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device))
-    mb = torch.rand(len(x), 224, 224, generator=torch.Generator().manual_seed(2)).to(device)
-    ours_b, bare_b, _, n_b = ours_vs_bare(big, space224, xb, mb, device, step=224 * 8)  # RISE's batch protocol
+    xb, mb = imagenet_sized(len(x), device)
+    ours_b, bare_b, _, n_b = ours_vs_bare(big, IMAGENET, xb, mb, device, step=224 * 8)  # RISE's batch protocol
     rows.append(("lenet · 3×224×224 (step 1792)", n_b, ours_b, bare_b))
     print(f"device: {device}; {len(x)} images; deletion + insertion; forward passes = 2 × images × points (+ clean)")
     print("| model · input | points per curve | ours s | bare forwards s | ours ÷ bare (target ≤ 1.25) |")

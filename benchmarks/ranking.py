@@ -7,18 +7,16 @@ Quantus runs in a subprocess on ``benchmarks/.venv-quantus`` (``setup_quantus.sh
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from xbench.data import create_dataset
 from xbench.metrics import create_metric
 from xbench.metrics.curves import ranks
 from xbench.metrics.imputation import impute
 from xbench.models import create_model
-from xbench.space import InputSpace, inputs_per_pass
+from xbench.space import inputs_per_pass
 from xbench.train import resolve_device
 
+from _inputs import IMAGENET, digits, imagenet_sized, parser
 from _quantus import run_quantus
 from _timing import timed
 
@@ -86,31 +84,22 @@ def our_accuracy(model, x, maps, cls, grid, device):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--images", type=int, default=64)
+    ap = parser(__doc__, 64)
     ap.add_argument("--images-224", type=int, default=2)
-    ap.add_argument("--no-quantus", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="timings per row; the best counts (default: 3)")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    data = create_dataset("mnist10k")
-    x, _ = data.inputs("heldout", range(args.images), device)
-    maps = torch.rand(len(x), 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    data, x, _, maps = digits(args.images, device)
     lenet = create_model("lenet").to(device).eval()
     big = create_model("lenet", (3, 224, 224), 10).to(device).eval()
     resnet = create_model("tv:resnet18", (3, 224, 224), 1000).to(device).eval()
-    space224 = InputSpace((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    n224 = args.images_224
-    xb = space224.to_input(torch.rand(n224, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device))
-    mb = torch.rand(n224, 224, 224, generator=torch.Generator().manual_seed(2)).to(device)
+    xb, mb = imagenet_sized(args.images_224, device)
     grid9 = [10, 20, 30, 40, 50, 60, 70, 80, 90]
     rows = [road_row("lenet · 1×28×28", "uniform noise", lenet, data.space, x, maps, device, grid9, args.rounds),
             road_row("lenet · 1×28×28", "smooth", lenet, data.space, x, smooth(maps), device, grid9, args.rounds),
-            road_row("lenet · 3×224×224", "uniform noise", big, space224, xb, mb, device, grid9, args.rounds),
-            road_row("tv:resnet18 · 3×224×224", "uniform noise", resnet, space224, xb, mb, device, grid9, args.rounds),
-            road_row("tv:resnet18 · 3×224×224", "smooth", resnet, space224, xb, smooth(mb), device, grid9, args.rounds)]
+            road_row("lenet · 3×224×224", "uniform noise", big, IMAGENET, xb, mb, device, grid9, args.rounds),
+            road_row("tv:resnet18 · 3×224×224", "uniform noise", resnet, IMAGENET, xb, mb, device, grid9, args.rounds),
+            road_row("tv:resnet18 · 3×224×224", "smooth", resnet, IMAGENET, xb, smooth(mb), device, grid9, args.rounds)]
     print(f"device: {device}; road = MoRF + LeRF at 9 percentages, noisy-linear imputation (noise 0.01)")
     print("| model · input | map | images | inputs per image | road s | bare forwards s | road ÷ bare (target ≤ 1.5) |")
     print("|---|---|---|---|---|---|---|")

@@ -9,19 +9,18 @@ its path, as in ``perturbation.py``.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import torch
 import torch.nn.functional as F
 
-from xbench.data import create_dataset
 from xbench.interpreters import create_interpreter
 from xbench.layers import constrained_weights
 from xbench.metrics import create_metric
 from xbench.models import create_model
 from xbench.train import resolve_device
 
+from _inputs import digits, parser
 from _quantus import run_quantus
 from _timing import timed
 
@@ -90,15 +89,9 @@ print(json.dumps(res))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--no-quantus", action="store_true")
-    args = ap.parse_args()
+    args = parser(__doc__, 64).parse_args()
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    data = create_dataset("mnist10k")
-    x, y = data.inputs("heldout", range(256), device)
+    data, x, y, _ = digits(256, device)
     mlp = create_model("mlp", shape="4x300", init_std=0.1).to(device).eval()
     ours_f, loop_f, diff_f = faithfulness_rows(mlp, x, y, device)
     print(f"device: {device}\n\n| benchmark | ours s | reference s | ratio | target |\n|---|---|---|---|---|")
